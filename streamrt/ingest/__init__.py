@@ -1,0 +1,1 @@
+"""streamrt.ingest: video sources (files, webcams, network streams, pushed frames) as timestamped frames."""
