@@ -226,7 +226,9 @@ def format_table(res: BenchResult) -> str:
         f"{res.duration_s:.1f} s) on {res.machine['cores']} cores, "
         f"torch threads {res.machine['torch_threads']}, load {res.machine['loadavg']}",
     ]
-    head = f"{'case':<28} {'median s':>10} {'min..max s':>19} {'throughput':>22} {'vs base':>16} {'peak RSS':>9}"
+    head = (
+        f"{'case':<28} {'median s':>10} {'min..max s':>19} {'throughput':>22} {'vs base':>16} {'peak RSS':>9}"
+    )
     lines.append(head)
     lines.append("-" * len(head))
     for c in res.cases:

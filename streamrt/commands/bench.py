@@ -26,7 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", help="benchmark to run (see --list)")
     p.add_argument("--list", action="store_true", help="list the registered benchmarks and exit")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the full result as JSON here")
-    p.add_argument("--quick", action="store_true", help="small workloads, for a smoke run (seconds, not minutes)")
+    p.add_argument(
+        "--quick", action="store_true", help="small workloads, for a smoke run (seconds, not minutes)"
+    )
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 5, quick 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs of every case first (default 1)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
