@@ -1,0 +1,117 @@
+"""The one Hugging Face shim: a transformers `Cache` whose layers are backed by a `StreamCache`, and
+the `CacheSpec` read from a transformers config. Every transformers API this project relies on for
+caching is touched here and nowhere else (pinned: transformers 5.23; DESIGN.md §3).
+
+Supported (tested): Qwen2-VL and Qwen2.5-VL (M-RoPE), Qwen2 and Llama (1-D RoPE), SmolVLM / Idefics3
+(Llama text model). Usage, one chunk:
+
+    pos = cache.append("vision", positions=p, span=s)          # reserve rows, get position ids
+    out = model(inputs_embeds=x, position_ids=pos, past_key_values=cache.hf, use_cache=True)
+
+The adapter's `get_seq_length` is the length before the chunk and its mask sizes cover the valid rows,
+so the stock causal mask is right (storage order is append order). Position ids must be passed
+explicitly: stock HF would derive them from the cache length, which eviction makes wrong.
+Does not know retention or positions policy; it only forwards writes to the StreamCache.
+"""
+
+from __future__ import annotations
+
+import torch
+from streamrt.cache.stream import StreamCache, StreamCacheConfig
+from streamrt.cache.types import CacheError, CacheSpec
+from transformers import PretrainedConfig
+from transformers.cache_utils import Cache, CacheLayerMixin
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+MROPE_MODELS = {"qwen2_vl", "qwen2_5_vl", "qwen2_vl_text", "qwen2_5_vl_text"}
+DEFAULT_MROPE_SECTION = (16, 24, 24)  # what Qwen2-VL's rotary uses when the config names none
+
+
+def spec_from_config(config: PretrainedConfig) -> CacheSpec:
+    """Read layers, KV heads, head dim, rotary frequencies and M-RoPE sections from a model config
+    (the text config of a VLM). Raises E_CACHE_SPEC for a model this cache cannot serve."""
+    text = config.get_text_config()
+    heads = text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    rope = dict(getattr(text, "rope_parameters", None) or {})
+    rope_type = rope.get("rope_type", "default")
+    if rope.get("partial_rotary_factor", 1.0) != 1.0:
+        raise CacheError("E_CACHE_SPEC", f"{text.model_type}: partial rotary is not supported")
+    if rope_type == "default":
+        theta = rope.get("rope_theta", getattr(text, "rope_theta", 10000.0))
+        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim))
+    elif rope_type in ROPE_INIT_FUNCTIONS:
+        inv_freq, _ = ROPE_INIT_FUNCTIONS[rope_type](text, "cpu")
+    else:
+        raise CacheError("E_CACHE_SPEC", f"{text.model_type}: rope type {rope_type!r} is not supported")
+    section = None
+    if text.model_type in MROPE_MODELS or config.model_type in MROPE_MODELS:
+        section = tuple(rope.get("mrope_section", DEFAULT_MROPE_SECTION))
+    return CacheSpec(
+        num_layers=text.num_hidden_layers,
+        num_kv_heads=getattr(text, "num_key_value_heads", None) or heads,
+        head_dim=head_dim,
+        inv_freq=inv_freq.float(),
+        mrope_section=section,
+    )
+
+
+class StreamLayer(CacheLayerMixin):
+    """One model layer's view of a StreamCache (transformers `CacheLayerMixin`)."""
+
+    is_sliding = False
+    is_croppable = False
+    supports_early_init = False
+
+    def __init__(self, store: StreamCache, layer: int) -> None:
+        super().__init__()
+        self.store = store
+        self.layer = layer
+        self.is_initialized = True
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        """Buffers are pre-allocated by the StreamCache; nothing to do."""
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # key_states, value_states: [B, H_kv, n, D] -> returns [B, H_kv, past + n, D] views
+        return self.store.write(self.layer, key_states, value_states)
+
+    def get_seq_length(self) -> int:
+        return self.store.past_length
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.store.past_length + query_length, 0
+
+    def get_max_length(self) -> int:
+        return self.store.config.capacity
+
+    def reset(self) -> None:
+        self.store.rollback(0)
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        raise CacheError("E_CACHE_UNSUPPORTED", "beam search is not supported by StreamCache")
+
+
+class HFStreamCache(Cache):
+    """A transformers `Cache` over a StreamCache; pass it as `past_key_values`."""
+
+    def __init__(self, store: StreamCache) -> None:
+        super().__init__(layers=[StreamLayer(store, i) for i in range(store.spec.num_layers)])
+        self.store = store
+
+
+def stream_cache_for(
+    config: PretrainedConfig,
+    cache_config: StreamCacheConfig | None = None,
+    *,
+    batch_size: int = 1,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> tuple[StreamCache, HFStreamCache]:
+    """Build a StreamCache for a Hugging Face model config and its `past_key_values` adapter."""
+    store = StreamCache(
+        spec_from_config(config), cache_config, batch_size=batch_size, dtype=dtype, device=device
+    )
+    return store, HFStreamCache(store)
