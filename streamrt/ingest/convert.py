@@ -1,0 +1,120 @@
+"""Opening media with typed errors, and turning a decoded `av.VideoFrame` into output pixels.
+
+Shared by the worker processes, the in-process decoder and the live sources, so every path
+produces the same bytes for the same frame. Owns the mapping from FFmpeg failures to ingest errors
+and the output geometry (crop, scale, rotation). Knows nothing about intervals or scheduling.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+from streamrt.ingest.errors import (
+    CorruptData,
+    EmptyFile,
+    NoVideoStream,
+    SourceNotFound,
+    UnsupportedFormat,
+)
+from streamrt.ingest.types import PixelSpec
+
+_INTERP = {"bilinear": "BILINEAR", "bicubic": "BICUBIC", "area": "AREA", "fast_bilinear": "FAST_BILINEAR"}
+
+
+def open_file(path: str) -> av.container.InputContainer:
+    """Open a local media file, mapping each failure to its typed error."""
+    if not os.path.exists(path):
+        raise SourceNotFound(f"{path}: no such file", source=path)
+    if os.path.isdir(path):
+        raise UnsupportedFormat(f"{path}: is a directory, not a media file", source=path)
+    if os.path.getsize(path) == 0:
+        raise EmptyFile(f"{path}: file is empty (0 bytes)", source=path)
+    try:
+        return av.open(path, mode="r", metadata_errors="replace")
+    except av.error.InvalidDataError as e:
+        raise UnsupportedFormat(
+            f"{path}: not a media file FFmpeg can read ({e.strerror or e})", source=path
+        ) from None
+    except av.error.FFmpegError as e:
+        raise CorruptData(f"{path}: cannot open ({e})", source=path) from None
+
+
+def video_stream(container: av.container.InputContainer, source: str) -> av.VideoStream:
+    if not container.streams.video:
+        kinds = ", ".join(s.type for s in container.streams) or "none"
+        raise NoVideoStream(f"{source}: no video stream (streams: {kinds})", source=source)
+    return container.streams.video[0]
+
+
+def rotation_degrees(frame: av.VideoFrame) -> int:
+    """Clockwise rotation to apply for display (ffmpeg's autorotate convention), in {0, 90, 180, 270}."""
+    return int(round(-frame.rotation)) % 360 // 90 * 90
+
+
+@dataclass(frozen=True, slots=True)
+class Geometry:
+    """Output size of one stream under a PixelSpec (computed once from the first frame's shape)."""
+
+    width: int  # after rotation
+    height: int
+    scale_w: int  # what swscale produces, before rotation
+    scale_h: int
+    rotate: int  # clockwise degrees applied after scaling
+    nbytes: int
+
+
+def native_nbytes(frame: av.VideoFrame) -> int:
+    return sum(_plane_row_bytes(frame, i) * p.height for i, p in enumerate(frame.planes))
+
+
+def _plane_row_bytes(frame: av.VideoFrame, plane: int) -> int:
+    comps = [c for c in frame.format.components if c.plane == plane]
+    per_px = sum((c.bits + 7) // 8 for c in comps) if len(comps) > 1 else (comps[0].bits + 7) // 8
+    return frame.planes[plane].width * per_px
+
+
+def geometry(spec: PixelSpec, width: int, height: int, rotation_cw: int, native_bytes: int) -> Geometry:
+    if spec.format == "native":
+        return Geometry(width, height, width, height, 0, native_bytes)
+    w, h = (spec.crop[2], spec.crop[3]) if spec.crop else (width, height)
+    rot = rotation_cw if spec.autorotate else 0
+    disp_w, disp_h = (h, w) if rot in (90, 270) else (w, h)
+    if spec.size:
+        disp_w, disp_h = spec.size
+    elif spec.short_side:
+        s = spec.short_side / min(disp_w, disp_h)
+        disp_w, disp_h = max(2, round(disp_w * s / 2) * 2), max(2, round(disp_h * s / 2) * 2)
+    sw, sh = (disp_h, disp_w) if rot in (90, 270) else (disp_w, disp_h)
+    ch = 1 if spec.format == "gray" else 3
+    return Geometry(disp_w, disp_h, sw, sh, rot, disp_w * disp_h * ch)
+
+
+def to_pixels(frame: av.VideoFrame, spec: PixelSpec, geo: Geometry) -> np.ndarray:
+    """Convert one decoded frame: native -> [N] packed planes; rgb/bgr -> [H, W, 3]; gray -> [H, W]."""
+    if spec.format == "native":
+        return packed_planes(frame)
+    if spec.crop:
+        x, y, w, h = spec.crop
+        arr = frame.to_ndarray(format="rgb24")[y : y + h, x : x + w]
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+    fmt = "gray8" if spec.format == "gray" else spec.format
+    out = frame.reformat(
+        width=geo.scale_w, height=geo.scale_h, format=fmt, interpolation=_INTERP[spec.interpolation]
+    ).to_ndarray()
+    if geo.rotate:
+        out = np.ascontiguousarray(np.rot90(out, k=-geo.rotate // 90))
+    return out
+
+
+def packed_planes(frame: av.VideoFrame) -> np.ndarray:
+    """The frame's planes in its native pixel format, rows without padding: [N] uint8."""
+    parts = []
+    for i, plane in enumerate(frame.planes):
+        row = _plane_row_bytes(frame, i)
+        buf = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        parts.append(buf[:, :row].reshape(-1))
+    return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()

@@ -1,0 +1,301 @@
+"""`FileDecoder`: a file as an ordered iterator of timestamped frames, decoded in parallel.
+
+Pipeline: a background thread builds the demux-only packet index; intervals are planned from it
+(keyframe-aligned, see `index`); each interval is assigned to a worker process of a `DecodePool`
+(or, while the workers are still starting, to an in-process head thread) and its frames come back
+through the worker's shared-memory ring. Delivery is strictly in interval order, so frames come out
+in presentation order; at most `lookahead` intervals are in flight and each ring holds a bounded
+number of frames, so memory is bounded whatever the file's length.
+
+Frame index: in full decoding the n-th delivered frame has index n (equal to a sequential decode);
+in sampled decoding it is the frame's rank among the index's displayable packets by pts.
+
+Errors: bad files raise typed errors at the first `next()`. With `strict=True` corrupt data raises
+`CorruptData` and an early end raises `Truncated` once every valid frame before it was delivered;
+with `strict=False` both are recorded in `report` (problem, stopped_at_s) and decoding goes on.
+Cleanup (workers' tasks cancelled, shared memory unlinked, private pool stopped) runs on
+exhaustion, `close()`, exceptions, KeyboardInterrupt and garbage collection of the iterator.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from streamrt.ingest.convert import geometry, native_nbytes, open_file, video_stream
+from streamrt.ingest.errors import CorruptData, SourceTimeout, Truncated, from_wire
+from streamrt.ingest.head import HeadThread
+from streamrt.ingest.index import NOPTS, Interval, PacketIndex, plan_full, plan_wanted, start_index
+from streamrt.ingest.pool import KIND_END, STATUS_ERROR, STATUS_OK, DecodePool, Record, RingLayout
+from streamrt.ingest.probe import stream_info
+from streamrt.ingest.sampling import pick, request_times
+from streamrt.ingest.types import DecodeReport, Frame, Full, PixelSpec, Sampling, StreamInfo
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.02
+FULL = Full()
+RGB = PixelSpec()
+
+
+class FileDecoder:
+    """Iterate over a file's frames (all, or sampled by time) decoded by worker processes.
+
+    sampling: Full() | EveryFps(f) | Uniform(n) | AtTimes(ts); pixels: what workers convert to;
+    workers: processes for a private pool (default: cores) unless `pool` is given (reused, not
+    closed); buffer_bytes: bound on decoded frames held in the rings; timeout: longest wait for any
+    progress before `SourceTimeout`; interval_frames: merge GOPs until an interval has this many
+    packets (default from the ring size); head_thread: decode the start in-process while workers start.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        sampling: Sampling = FULL,
+        pixels: PixelSpec = RGB,
+        workers: int | None = None,
+        pool: DecodePool | None = None,
+        strict: bool = True,
+        buffer_bytes: int = 512 << 20,
+        timeout: float = 30.0,
+        interval_frames: int | None = None,
+        head_thread: bool = True,
+        source_id: str | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.sampling = sampling
+        self.spec = pixels
+        self.strict = strict
+        self.timeout = timeout
+        self.source_id = source_id or self.path
+        with open_file(self.path) as c:
+            vs = video_stream(c, self.path)
+            self.info: StreamInfo = stream_info(vs)
+            self._declared_frames = int(vs.frames or 0)
+            self._header_duration_s = (
+                c.duration / 1e6 if c.duration and c.format.name.startswith("matroska") else None
+            )
+            self._stream_index = vs.index
+            self._tb = Fraction(vs.time_base.numerator, vs.time_base.denominator)
+        self._own_pool = pool is None
+        self._pool = pool
+        self._workers = pool.workers if pool else workers
+        self._buffer_bytes = buffer_bytes
+        self._interval_frames = interval_frames
+        self._head_thread = head_thread
+        self.report = DecodeReport()
+        self._gen: Iterator[Frame] | None = None
+        self._cleanup: list = []
+        self._last_t = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+    def __iter__(self) -> Iterator[Frame]:
+        if self._gen is None:
+            self._gen = self._run()
+        return self._gen
+
+    def close(self) -> None:
+        """Stop decoding now and release everything (idempotent)."""
+        if self._gen is not None:
+            self._gen.close()
+        self._release()
+
+    def __enter__(self) -> FileDecoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _release(self) -> None:
+        while self._cleanup:
+            fn = self._cleanup.pop()
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - cleanup must run to the end
+                log.exception("ingest cleanup step failed")
+
+    # ------------------------------------------------------------------ the pipeline
+    def _slot_bytes(self) -> int:
+        w, h = self.info.width, self.info.height
+        dummy = av.VideoFrame(w, h, self.info.pix_fmt or "yuv420p")
+        geo = geometry(self.spec, w, h, 0, native_nbytes(dummy))  # rotation never changes the byte count
+        return geo.nbytes
+
+    def _run(self) -> Iterator[Frame]:
+        t0 = time.perf_counter()
+        try:
+            stop_index = threading.Event()
+            self._cleanup.append(stop_index.set)
+            index = start_index(self.path, stop_index)
+            if self._pool is None:
+                self._pool = DecodePool(self._workers)
+                self._cleanup.append(self._pool.close)
+            pool = self._pool
+            slot_bytes = self._slot_bytes()
+            slots = max(4, min(1024, self._buffer_bytes // (pool.workers * slot_bytes)))
+            session = pool.begin(
+                self.path, self._stream_index, self.spec, RingLayout(pool.workers, slots, slot_bytes)
+            )
+            self._cleanup.append(session.end)
+            pool.poll()
+            head = None
+            if self._head_thread and len(pool.ready) < pool.workers:
+                head = HeadThread(self.path, self._stream_index, self.spec, slots)
+                self._cleanup.append(head.close)
+            self.report.workers = pool.workers
+            if isinstance(self.sampling, Full):
+                per = self._interval_frames or max(30, min(slots, 240))
+                plan = plan_full(index, per, self.timeout)
+                frame_pts = None
+            else:
+                index.wait_done(self.timeout)
+                frame_pts = index.frame_pts()
+                if frame_pts.size == 0:
+                    raise CorruptData(f"{self.path}: the video stream holds no frames", source=self.path)
+                dur = float((index.end_pts() - int(frame_pts[0])) * self._tb)
+                times = request_times(self.sampling, dur, self.path)
+                wanted = pick(frame_pts, int(frame_pts[0]), self._tb, times)
+                plan = iter(plan_wanted(index, wanted))
+            yield from self._deliver(index, plan, pool, session, head, slots, frame_pts, t0)
+            self._check_end(index)
+        finally:
+            self._release()
+
+    def _deliver(self, index: PacketIndex, plan, pool: DecodePool, session, head, slots, frame_pts, t0):
+        lookahead = 2 * pool.workers + 1
+        inflight: deque[tuple[Interval, int]] = deque()  # (interval, target): -1 = head thread
+        load = [0] * pool.workers
+        plan_done = False
+        start_pts: int | None = int(frame_pts[0]) if frame_pts is not None else None
+        n = 0
+        last_progress = time.monotonic()
+        while True:
+            # dispatch: keep up to `lookahead` intervals in flight
+            while not plan_done and len(inflight) < lookahead:
+                pool.poll()
+                ready = sorted(pool.ready)
+                head_backlog = sum(1 for _, t in inflight if t < 0)
+                if not ready and (head is None or head_backlog >= 2):
+                    break
+                try:
+                    iv = next(plan)
+                except StopIteration:
+                    plan_done = True
+                    break
+                if ready:
+                    target = min(ready, key=lambda w: (load[w], w))
+                    load[target] += 1
+                    session.submit(target, iv)
+                else:
+                    target = -1
+                    head.submit(iv)
+                    self.report.local_intervals += 1
+                inflight.append((iv, target))
+                self.report.intervals += 1
+            if not inflight:
+                if plan_done:
+                    return
+                pool.poll(_POLL_S)
+                pool.check_alive()
+                if time.monotonic() - last_progress > self.timeout:
+                    raise SourceTimeout(
+                        f"{self.path}: no decode worker became ready in {self.timeout:.0f} s",
+                        source=self.path,
+                    )
+                continue
+            iv, target = inflight[0]
+            rec: Record | None = head.get(_POLL_S) if target < 0 else session.get(target, _POLL_S)
+            if rec is None:
+                if target >= 0:
+                    pool.check_alive()
+                if time.monotonic() - last_progress > self.timeout:
+                    raise SourceTimeout(
+                        f"{self.path}: no decoded frame for {self.timeout:.0f} s", source=self.path
+                    )
+                continue
+            last_progress = time.monotonic()
+            if rec.kind == KIND_END:
+                inflight.popleft()
+                if target >= 0:
+                    load[target] -= 1
+                if rec.status != STATUS_OK:
+                    status, detail = head.problems.pop(rec.seq) if target < 0 else session.problem(rec.seq)
+                    self._interval_problem(iv, status, detail, is_last=plan_done and not inflight)
+                continue
+            if start_pts is None:
+                start_pts = rec.pts
+            if self.report.first_frame_s is None:
+                self.report.first_frame_s = time.perf_counter() - t0
+            idx = n if frame_pts is None else int(np.searchsorted(frame_pts, rec.pts))
+            n += 1
+            self.report.frames = n
+            frame = self._frame(rec, start_pts, idx)
+            self._last_t = frame.t
+            yield frame
+
+    def _frame(self, rec: Record, start_pts: int, idx: int) -> Frame:
+        fmt = self.spec.format
+        px = rec.pixels
+        if fmt in ("rgb24", "bgr24"):
+            px = px.reshape(rec.height, rec.width, 3)  # [H, W, 3]
+        elif fmt == "gray":
+            px = px.reshape(rec.height, rec.width)  # [H, W]
+        return Frame(
+            pixels=px,
+            pts=float(rec.pts * self._tb),
+            t=float((rec.pts - start_pts) * self._tb),
+            index=idx,
+            keyframe=rec.key,
+            source_id=self.source_id,
+            pix_fmt=rec.fmt,
+            width=rec.width,
+            height=rec.height,
+            duration=float(rec.dur * self._tb) if rec.dur else None,
+        )
+
+    def _interval_problem(self, iv: Interval, status: int, detail: object, is_last: bool) -> None:
+        if status == STATUS_ERROR:
+            raise from_wire(detail)  # type: ignore[arg-type]
+        where = float(iv.key_pts * self._tb) if iv.key_pts != NOPTS else 0.0
+        msg = f"{self.path}: decoder error in the interval starting at {where:.3f} s: {detail}"
+        if is_last:
+            self._stopped(msg)
+            return
+        if self.strict:
+            raise CorruptData(msg, source=self.path, detail={"pts_s": where})
+        log.warning("%s (strict=False: skipped)", msg)
+        self.report.problem = self.report.problem or msg
+
+    def _check_end(self, index: PacketIndex) -> None:
+        if index.problem:
+            self._stopped(f"{self.path}: {index.problem}")
+        elif self._declared_frames and self._declared_frames > len(index):
+            self._stopped(
+                f"{self.path}: the container declares {self._declared_frames} frames but the file holds "
+                f"only {len(index)} (truncated)"
+            )
+        elif self._header_duration_s is not None:
+            end_s = float(index.end_pts() * self._tb) - (self.info.start_s or 0.0)
+            if end_s + 0.5 < self._header_duration_s:
+                self._stopped(
+                    f"{self.path}: the header says {self._header_duration_s:.2f} s but data ends at {end_s:.2f} s (truncated)"
+                )
+
+    def _stopped(self, msg: str) -> None:
+        if self.report.truncated:
+            return
+        self.report.truncated = True
+        self.report.problem = msg
+        if self.report.frames:
+            self.report.stopped_at_s = self._last_t
+        if self.strict:
+            raise Truncated(msg, source=self.path, detail={"stopped_at_s": self.report.stopped_at_s or 0.0})
+        log.warning("%s (strict=False: delivered %d frames)", msg, self.report.frames)

@@ -1,0 +1,243 @@
+"""Demux-only packet index of a file's video stream, and the keyframe-aligned intervals built on it.
+
+The index reads packets without decoding them (pts, keyframe flag, byte position, duration,
+discard flag; one entry per video packet, in decode order). It can be built on a background thread
+while decoding already runs: `IndexBuilder` appends under a lock and wakes waiters. A file that
+ends early or has unreadable packets sets `problem` and stops there.
+
+`Interval` is the unit of parallel work. Interval j starts at keyframe packet `key` and *owns* the
+frames with pts in [lo, hi): hi is the next interval's keyframe pts. A worker seeks to the
+keyframe, feeds `n_packets` packets in decode order (which may run past the next keyframe, to
+reach an open GOP's leading pictures whose pts < hi), flushes, and keeps the frames it owns. Every
+frame is thus owned by exactly one interval, and each is decoded from a keyframe with all its
+references. This module does not decode.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from streamrt.ingest.convert import open_file, video_stream
+from streamrt.ingest.errors import SourceTimeout
+
+NOPTS = np.iinfo(np.int64).min
+_INF = np.iinfo(np.int64).max
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """Keyframe-aligned piece of work; pts values are in the stream's time base."""
+
+    seq: int  # position in delivery order
+    key: int  # ordinal of the keyframe packet (decode order)
+    key_pts: int
+    key_pos: int  # byte position of the keyframe packet, -1 when unknown
+    key_seek: int  # timestamp to seek to: min(pts, dts) of the keyframe packet
+    n_packets: int  # packets to feed from the keyframe (decode order)
+    lo: int  # owned frames: lo <= pts < hi
+    hi: int
+    wanted: tuple[int, ...] | None = None  # sampled decoding: only these pts (sorted)
+
+
+class PacketIndex:
+    """Growing arrays of the video packets; complete once `done` is set."""
+
+    def __init__(self, source: str, stream_index: int, time_base: Fraction) -> None:
+        self.source = source
+        self.stream_index = stream_index
+        self.time_base = time_base
+        self._pts: list[int] = []
+        self._key: list[bool] = []
+        self._pos: list[int] = []
+        self._dur: list[int] = []
+        self._seek: list[int] = []
+        self._discard: list[bool] = []
+        self.keys: list[int] = []  # ordinals of keyframe packets
+        self.done = False
+        self.problem = ""  # why indexing stopped early ("" = clean end of file)
+        self.cond = threading.Condition()
+
+    def __len__(self) -> int:
+        return len(self._pts)
+
+    def append(self, pts: int, dts: int | None, key: bool, pos: int, dur: int, discard: bool) -> None:
+        with self.cond:
+            self._seek.append(min(pts, dts) if dts is not None and pts != NOPTS else pts)
+            if key:
+                self.keys.append(len(self._pts))
+            self._pts.append(pts)
+            self._key.append(key)
+            self._pos.append(pos)
+            self._dur.append(dur)
+            self._discard.append(discard)
+            if key:
+                self.cond.notify_all()
+
+    def finish(self, problem: str = "") -> None:
+        with self.cond:
+            self.problem = problem
+            self.done = True
+            self.cond.notify_all()
+
+    def wait_keys(self, n: int, timeout: float) -> bool:
+        """Block until `n` keyframes are indexed or the index is complete; False on timeout."""
+        with self.cond:
+            return self.cond.wait_for(lambda: self.done or len(self.keys) >= n, timeout)
+
+    def wait_done(self, timeout: float) -> None:
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.done, timeout):
+                raise SourceTimeout(
+                    f"{self.source}: indexing took longer than {timeout:.0f} s", source=self.source
+                )
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Snapshot: pts [P] int64, keyframe [P] bool, discard [P] bool (decode order)."""
+        with self.cond:
+            return (
+                np.array(self._pts, np.int64),
+                np.array(self._key, bool),
+                np.array(self._discard, bool),
+            )
+
+    def frame_pts(self) -> np.ndarray:
+        """Sorted pts of the displayable frames (non-discarded packets with a pts): [F] int64."""
+        pts, _, discard = self.arrays()
+        keep = (pts != NOPTS) & ~discard
+        return np.sort(pts[keep])
+
+    def end_pts(self) -> int:
+        """pts just past the last frame (last pts + its duration, or + the median step)."""
+        fp = self.frame_pts()
+        if len(fp) == 0:
+            return 0
+        with self.cond:
+            durs = [d for d in self._dur if d > 0]
+        step = int(np.median(durs)) if durs else (int(np.median(np.diff(fp))) if len(fp) > 1 else 1)
+        return int(fp[-1]) + max(step, 1)
+
+    def key_facts(self, ordinal: int) -> tuple[int, int, int]:
+        """(pts, byte position, seek timestamp) of a packet."""
+        with self.cond:
+            return self._pts[ordinal], self._pos[ordinal], self._seek[ordinal]
+
+    def last_needed(self, start: int, stop: int, hi: int) -> int:
+        """Largest ordinal in [start, stop) whose pts < hi (the last packet an interval must feed)."""
+        with self.cond:
+            pts = self._pts[start:stop]
+        best = -1
+        for i, p in enumerate(pts):
+            if p != NOPTS and p < hi:
+                best = start + i
+        return best
+
+
+def build_index(index: PacketIndex, path: str, stop: threading.Event | None = None) -> None:
+    """Demux every video packet of `path` into `index` (run on a thread; never raises)."""
+    try:
+        with open_file(path) as container:
+            stream = container.streams[index.stream_index]
+            for stream_ in container.streams:
+                if stream_.index != stream.index:
+                    stream_.discard = "all"  # demux only the video packets
+            for pkt in container.demux(stream):
+                if stop is not None and stop.is_set():
+                    index.finish("cancelled")
+                    return
+                if pkt.size == 0 and pkt.pts is None and pkt.dts is None:
+                    continue  # the demuxer's end-of-stream marker
+                pts = pkt.pts if pkt.pts is not None else NOPTS
+                index.append(
+                    pts,
+                    pkt.dts,
+                    bool(pkt.is_keyframe),
+                    pkt.pos if pkt.pos is not None else -1,
+                    pkt.duration or 0,
+                    bool(pkt.is_discard),
+                )
+        index.finish()
+    except av.error.FFmpegError as e:
+        index.finish(f"demuxing stopped: {e}")
+    except Exception as e:  # noqa: BLE001 - reported to the consumer through `problem`
+        index.finish(f"demuxing stopped: {type(e).__name__}: {e}")
+
+
+def start_index(path: str, stop: threading.Event | None = None) -> PacketIndex:
+    """Start indexing `path` on a daemon thread; returns the (growing) index at once."""
+    with open_file(path) as container:
+        vs = video_stream(container, path)
+        index = PacketIndex(path, vs.index, Fraction(vs.time_base.numerator, vs.time_base.denominator))
+    threading.Thread(target=build_index, args=(index, path, stop), name="ingest-index", daemon=True).start()
+    return index
+
+
+def plan_full(index: PacketIndex, min_frames: int, timeout: float):
+    """Yield the intervals of a full decode in order, as soon as the index allows (a generator).
+
+    Consecutive GOPs are merged until an interval holds at least `min_frames` packets. An interval
+    is ready once the index has reached the keyframe after its successor's keyframe (to see the
+    successor's leading pictures) or the end of the file.
+    """
+    seq = 0
+    start_k = 0  # index into index.keys of the current interval's keyframe
+    while True:
+        if not index.wait_keys(start_k + 1, timeout):
+            raise SourceTimeout(
+                f"{index.source}: no keyframe indexed within {timeout:.0f} s", source=index.source
+            )
+        if start_k >= len(index.keys):
+            return  # no (more) keyframes
+        key = index.keys[start_k]
+        nxt_k = start_k + 1
+        while True:  # find the next interval's keyframe: at least min_frames packets later
+            if not index.wait_keys(nxt_k + 2, timeout):
+                raise SourceTimeout(f"{index.source}: indexing stalled", source=index.source)
+            if nxt_k >= len(index.keys) or index.keys[nxt_k] - key >= min_frames:
+                break
+            nxt_k += 1
+        last = nxt_k >= len(index.keys)
+        key_pts, key_pos, key_seek = index.key_facts(key)
+        lo = NOPTS if seq == 0 else key_pts
+        if last:
+            hi, stop = _INF, len(index)
+        else:
+            hi = index.key_facts(index.keys[nxt_k])[0]
+            stop = index.keys[nxt_k + 1] if nxt_k + 1 < len(index.keys) else len(index)
+        n = index.last_needed(key, stop, hi) - key + 1
+        yield Interval(seq, key, key_pts, key_pos, key_seek, max(n, 1), lo, hi)
+        if last:
+            return
+        seq += 1
+        start_k = nxt_k
+
+
+def plan_wanted(index: PacketIndex, wanted_pts: np.ndarray) -> list[Interval]:
+    """Intervals for sampled decoding: one per GOP that owns a wanted frame; GOPs without one are skipped.
+
+    Needs the complete index. `wanted_pts` [M] int64, sorted and unique.
+    """
+    pts, _, _ = index.arrays()
+    keys = index.keys
+    key_pts = np.array([pts[k] for k in keys], np.int64)
+    # owner GOP of each wanted pts: the last keyframe (in decode order) whose pts <= it; pts before
+    # the first keyframe belong to GOP 0 (lo = -inf)
+    owner = np.searchsorted(key_pts, wanted_pts, side="right") - 1
+    owner = np.maximum(owner, 0)
+    ordinal = {int(p): i for i, p in enumerate(pts)}
+    out = []
+    for g in np.unique(owner):
+        g = int(g)
+        want = tuple(int(p) for p in wanted_pts[owner == g])
+        last = max(ordinal[p] for p in want)
+        lo = NOPTS if g == 0 else int(key_pts[g])
+        hi = int(key_pts[g + 1]) if g + 1 < len(keys) else _INF
+        _, key_pos, key_seek = index.key_facts(keys[g])
+        out.append(
+            Interval(len(out), keys[g], int(key_pts[g]), key_pos, key_seek, last - keys[g] + 1, lo, hi, want)
+        )
+    return out

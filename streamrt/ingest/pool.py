@@ -1,0 +1,412 @@
+"""Worker processes that decode intervals into shared-memory slot rings.
+
+`DecodePool` owns W spawned processes (spawn context: no fork with threads around), a task queue
+each, and per worker two semaphores (filled slots, free slots) that make its ring a bounded
+single-producer single-consumer buffer. A pool lives across many decodes; each decode is a
+`Session` that owns one shared-memory block: W rings of `slots` frames, each slot a fixed header
+record plus `slot_bytes` of pixels. A worker writes a frame into its next free slot and posts it;
+the parent copies it out and frees the slot, so a worker that runs ahead blocks once its ring is
+full (memory stays bounded for hour-long files). End-of-interval markers travel through the same
+ring, in order with the frames.
+
+Cancellation: the shared `active` value names the session workers may write for; setting it to -1
+makes every worker abandon its task at the next frame or slot wait. Every wait here has a timeout;
+workers exit when the parent process disappears; `close()` joins, then terminates, then kills.
+What this module does not know: which intervals to decode or how frames are delivered to users.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+import sys
+import time
+import types
+from dataclasses import dataclass
+from multiprocessing import shared_memory
+
+import numpy as np
+
+from streamrt.ingest.errors import IngestError, WorkerFailed
+from streamrt.ingest.index import Interval
+from streamrt.ingest.types import PixelSpec
+
+log = logging.getLogger(__name__)
+
+KIND_FRAME, KIND_END = 0, 1
+STATUS_OK, STATUS_PROBLEM, STATUS_ERROR = 0, 1, 2
+RECORD = np.dtype(
+    [
+        ("seq", "<i8"),
+        ("kind", "<i4"),
+        ("status", "<i4"),
+        ("pts", "<i8"),
+        ("dur", "<i8"),
+        ("key", "<i4"),
+        ("width", "<i4"),
+        ("height", "<i4"),
+        ("nbytes", "<i8"),
+        ("fmt", "S24"),
+    ]
+)
+_POLL_S = 0.05  # granularity of every blocking wait (cancel and liveness checks between waits)
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, slots=True)
+class RingLayout:
+    workers: int
+    slots: int
+    slot_bytes: int
+
+    @property
+    def header_bytes(self) -> int:
+        return (self.workers * self.slots * RECORD.itemsize + 63) // 64 * 64
+
+    @property
+    def total_bytes(self) -> int:
+        return self.header_bytes + self.workers * self.slots * self.slot_bytes
+
+    def views(self, buf: memoryview) -> tuple[np.ndarray, np.ndarray]:
+        """headers [W, slots] RECORD, data [W, slots, slot_bytes] uint8 (views into shared memory)."""
+        heads = np.ndarray((self.workers, self.slots), RECORD, buffer=buf, offset=0)
+        data = np.ndarray(
+            (self.workers, self.slots, self.slot_bytes), np.uint8, buffer=buf, offset=self.header_bytes
+        )
+        return heads, data
+
+
+# ---------------------------------------------------------------- worker process side
+
+
+def _worker_main(wid, tasks, items, free, active, ctl, parent_pid) -> None:  # pragma: no cover - subprocess
+    """Entry point of a worker process (runs under spawn; imports happen here)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which cancels us
+    from streamrt.ingest.core import IntervalDecoder
+
+    ctl.put(("ready", wid))
+    session = None  # (sid, decoder or error, layout, shm, heads, data)
+    head = 0
+    while True:
+        if os.getppid() != parent_pid:
+            return
+        try:
+            msg = tasks.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        if msg is None:
+            break
+        kind, sid = msg[0], msg[1]
+        if kind == "begin":
+            _, _, path, stream_index, spec, shm_name, layout = msg
+            shm = shared_memory.SharedMemory(name=shm_name)
+            heads, data = layout.views(shm.buf)
+            try:
+                dec = IntervalDecoder(path, stream_index, spec)
+            except IngestError as e:
+                dec = e
+            session = [sid, dec, layout, shm, heads[wid], data[wid]]
+            head = 0
+        elif kind == "end":
+            if session is not None and session[0] == sid:
+                if not isinstance(session[1], IngestError):
+                    session[1].close()
+                session[4] = session[5] = None
+                session[3].close()
+                session = None
+            ctl.put(("idle", wid, sid))
+        elif kind == "task":
+            iv: Interval = msg[2]
+            if session is None or session[0] != sid or active.value != sid:
+                continue
+            head = _run_task(wid, session, iv, head, items, free, active, ctl, parent_pid)
+
+
+def _acquire(sem, sid, active, parent_pid) -> bool:
+    while not sem.acquire(timeout=_POLL_S):
+        if active.value != sid or os.getppid() != parent_pid:
+            return False
+    return True
+
+
+def _run_task(wid, session, iv, head, items, free, active, ctl, parent_pid) -> int:  # pragma: no cover
+    sid, dec, layout, _, heads, data = session
+    status, problem = STATUS_OK, ""
+    if isinstance(dec, IngestError):
+        status, problem = STATUS_ERROR, dec.to_wire()
+    else:
+        try:
+            for d in dec.run(iv):
+                if active.value != sid or not _acquire(free, sid, active, parent_pid):
+                    return head  # cancelled: the session is being torn down
+                n = d.pixels.nbytes
+                if n > layout.slot_bytes:
+                    status, problem = (
+                        STATUS_PROBLEM,
+                        f"frame of {n} bytes exceeds the slot ({layout.slot_bytes}): size changed mid-stream",
+                    )
+                    free.release()
+                    break
+                slot = head % layout.slots
+                data[slot, :n] = d.pixels.reshape(-1)
+                heads[slot] = (
+                    iv.seq,
+                    KIND_FRAME,
+                    STATUS_OK,
+                    d.pts,
+                    d.duration,
+                    d.keyframe,
+                    d.width,
+                    d.height,
+                    n,
+                    d.pix_fmt.encode(),
+                )
+                head += 1
+                items.release()
+            if status == STATUS_OK and not dec.status.ok:
+                status, problem = STATUS_PROBLEM, dec.status.problem
+        except Exception as e:  # noqa: BLE001 - a worker must report, never die silently
+            status, problem = (
+                STATUS_ERROR,
+                WorkerFailed(f"{dec.path}: worker {wid}: {type(e).__name__}: {e}", source=dec.path).to_wire(),
+            )
+    if status != STATUS_OK:
+        ctl.put(("problem", wid, sid, iv.seq, status, problem))
+    if not _acquire(free, sid, active, parent_pid):
+        return head
+    slot = head % layout.slots
+    heads[slot] = (iv.seq, KIND_END, status, 0, 0, 0, 0, 0, 0, b"")
+    items.release()
+    return head + 1
+
+
+# ---------------------------------------------------------------- parent side
+
+
+def _start_without_main(p: mp.process.BaseProcess) -> None:
+    """Start a spawned worker without re-running the parent's `__main__` in it.
+
+    Spawn normally re-imports the main script in every child (pytest, a REPL, `python - < file` or
+    a script without the `if __name__ == "__main__"` guard then crash-loop). Workers need only
+    `streamrt.ingest`, so the main module is hidden while the child's start data is prepared.
+    """
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        p.start()
+    finally:
+        sys.modules["__main__"] = main
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    seq: int
+    kind: int
+    status: int
+    pts: int
+    dur: int
+    key: bool
+    width: int
+    height: int
+    fmt: str
+    pixels: np.ndarray | None  # a copy, owned by the caller
+
+
+class DecodePool:
+    """W decode worker processes, reusable across many file decodes (one session at a time)."""
+
+    def __init__(self, workers: int | None = None, *, context: str = "spawn") -> None:
+        self.workers = workers or default_workers()
+        self._ctx = mp.get_context(context)
+        self._active = self._ctx.Value("q", -1, lock=False)
+        self._ctl = self._ctx.Queue()
+        self._tasks = [self._ctx.Queue() for _ in range(self.workers)]
+        self._items = [self._ctx.Semaphore(0) for _ in range(self.workers)]
+        self._free = [self._ctx.Semaphore(0) for _ in range(self.workers)]
+        self._procs = []
+        for w in range(self.workers):
+            p = self._ctx.Process(
+                target=_worker_main,
+                args=(w, self._tasks[w], self._items[w], self._free[w], self._active, self._ctl, os.getpid()),
+                name=f"streamrt-decode-{w}",
+                daemon=True,
+            )
+            _start_without_main(p)
+            self._procs.append(p)
+        self.ready: set[int] = set()
+        self._idle: set[tuple[int, int]] = set()
+        self._problems: dict[tuple[int, int], tuple[int, object]] = {}
+        self._next_sid = 0
+        self.session: Session | None = None
+        self.closed = False
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._procs if p.pid is not None]
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Read control messages (ready / idle / problem) for up to `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                msg = (
+                    self._ctl.get(timeout=max(0.0, deadline - time.monotonic()))
+                    if timeout
+                    else self._ctl.get_nowait()
+                )
+            except (queue.Empty, OSError, ValueError):
+                return
+            if msg[0] == "ready":
+                self.ready.add(msg[1])
+            elif msg[0] == "idle":
+                self._idle.add((msg[1], msg[2]))
+            elif msg[0] == "problem":
+                self._problems[(msg[2], msg[3])] = (msg[4], msg[5])
+            timeout = 0.0
+
+    def check_alive(self) -> None:
+        for w, p in enumerate(self._procs):
+            if not p.is_alive():
+                raise WorkerFailed(f"decode worker {w} (pid {p.pid}) died with exit code {p.exitcode}")
+
+    def begin(self, path: str, stream_index: int, spec: PixelSpec, layout: RingLayout) -> Session:
+        if self.closed:
+            raise WorkerFailed("decode pool is closed")
+        if self.session is not None:
+            raise RuntimeError("a DecodePool runs one decode at a time; close the previous decoder first")
+        sid = self._next_sid
+        self._next_sid += 1
+        shm = shared_memory.SharedMemory(create=True, size=layout.total_bytes)
+        for w in range(self.workers):
+            while self._items[w].acquire(False):  # drop posts left by an aborted session
+                pass
+            while self._free[w].acquire(False):
+                pass
+            for _ in range(layout.slots):
+                self._free[w].release()
+        self._active.value = sid
+        for q in self._tasks:
+            q.put(("begin", sid, path, stream_index, spec, shm.name, layout))
+        self.session = Session(self, sid, shm, layout)
+        return self.session
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop every worker (join, then terminate, then kill); idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.session is not None:
+            self.session.end(timeout=min(timeout, 2.0))
+        self._active.value = -1
+        for q in self._tasks:
+            try:
+                q.put(None)
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + timeout
+        for p in self._procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+        for p in self._procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(1.0)
+            if p.is_alive():
+                p.kill()
+                p.join(1.0)
+        for q in [*self._tasks, self._ctl]:
+            q.close()
+            q.join_thread()
+
+    def __enter__(self) -> DecodePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Session:
+    """One decode's use of the pool: its shared memory, ring positions and outstanding problems."""
+
+    def __init__(self, pool: DecodePool, sid: int, shm: shared_memory.SharedMemory, layout: RingLayout):
+        self.pool = pool
+        self.sid = sid
+        self.layout = layout
+        self._shm = shm
+        self._heads, self._data = layout.views(shm.buf)
+        self._tail = [0] * pool.workers
+        self.ended = False
+
+    def submit(self, worker: int, iv: Interval) -> None:
+        self.pool._tasks[worker].put(("task", self.sid, iv))
+
+    def get(self, worker: int, timeout: float) -> Record | None:
+        """Next record of `worker`'s ring (frames copied out, slot freed); None after `timeout` s."""
+        if not self.pool._items[worker].acquire(timeout=timeout):
+            return None
+        slot = self._tail[worker] % self.layout.slots
+        self._tail[worker] += 1
+        h = self._heads[worker, slot]
+        px = None
+        if int(h["kind"]) == KIND_FRAME:
+            px = self._data[worker, slot, : int(h["nbytes"])].copy()  # allocation: the frame leaves the ring
+        rec = Record(
+            int(h["seq"]),
+            int(h["kind"]),
+            int(h["status"]),
+            int(h["pts"]),
+            int(h["dur"]),
+            bool(h["key"]),
+            int(h["width"]),
+            int(h["height"]),
+            h["fmt"].decode(),
+            px,
+        )
+        self.pool._free[worker].release()
+        return rec
+
+    def problem(self, seq: int, timeout: float = 5.0) -> tuple[int, object]:
+        """The (status, detail) a worker sent for interval `seq` (it is sent before the END record)."""
+        deadline = time.monotonic() + timeout
+        while (self.sid, seq) not in self.pool._problems:
+            if time.monotonic() > deadline:
+                return (STATUS_ERROR, WorkerFailed(f"no problem report for interval {seq}").to_wire())
+            self.pool.poll(_POLL_S)
+        return self.pool._problems.pop((self.sid, seq))
+
+    def end(self, timeout: float = 5.0) -> None:
+        """Cancel outstanding work, wait until every worker has let go of the shared memory, free it."""
+        if self.ended:
+            return
+        self.ended = True
+        pool = self.pool
+        pool._active.value = -1
+        for q in pool._tasks:
+            q.put(("end", self.sid))
+        deadline = time.monotonic() + timeout
+        want = {(w, self.sid) for w in range(pool.workers)}
+        while not want <= pool._idle and time.monotonic() < deadline:
+            if any(not p.is_alive() for p in pool._procs):
+                break
+            pool.poll(_POLL_S)
+        clean = want <= pool._idle
+        pool._idle -= want
+        for k in [k for k in pool._problems if k[0] == self.sid]:
+            del pool._problems[k]
+        self._heads = self._data = None
+        try:
+            self._shm.close()
+        except BufferError:
+            pass
+        self._shm.unlink()
+        pool.session = None
+        if not clean:
+            log.warning(
+                "decode workers did not release session %d in %.1f s: closing the pool", self.sid, timeout
+            )
+            pool.close(timeout=1.0)

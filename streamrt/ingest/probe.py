@@ -1,0 +1,102 @@
+"""What a media file holds: streams, duration, frame rate and keyframe times (demux only, no decode).
+
+`probe(path)` opens the file with typed errors, describes every stream and, for the first video
+stream, lists the keyframe times from a full demux pass. Knows nothing about decoding pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import av
+
+from streamrt.ingest.convert import open_file, video_stream
+from streamrt.ingest.index import NOPTS, PacketIndex, build_index
+from streamrt.ingest.types import StreamInfo
+
+
+def first_frame_rotation(path: str, stream_index: int) -> int:
+    """Display rotation of the first decodable frame (degrees counter-clockwise, FFmpeg's convention).
+
+    FFmpeg attaches the container's display matrix to every decoded frame; this is the one place the
+    rotation is read from, so probe and decode agree. 0 when no frame decodes.
+    """
+    try:
+        with open_file(path) as c:
+            for fr in c.decode(c.streams[stream_index]):
+                return int(round(fr.rotation))
+    except av.error.FFmpegError:
+        pass
+    return 0
+
+
+def stream_info(s: av.stream.Stream, rotation: int = 0) -> StreamInfo:
+    tb = s.time_base
+    start = float(s.start_time * tb) if s.start_time is not None and tb else None
+    dur = float(s.duration * tb) if s.duration is not None and tb else None
+    if s.type == "video":
+        cc = s.codec_context
+        rate = s.average_rate or s.guessed_rate
+        return StreamInfo(
+            s.index,
+            "video",
+            cc.name,
+            str(tb),
+            start,
+            dur,
+            cc.width,
+            cc.height,
+            cc.format.name if cc.format else "",
+            float(rate) if rate else None,
+            rotation,
+        )
+    if s.type == "audio":
+        cc = s.codec_context
+        return StreamInfo(
+            s.index,
+            "audio",
+            cc.name,
+            str(tb),
+            start,
+            dur,
+            sample_rate=cc.sample_rate or 0,
+            channels=cc.channels or 0,
+        )
+    name = s.codec_context.name if s.codec_context else ""
+    return StreamInfo(s.index, s.type, name or "", str(tb), start, dur)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    path: str
+    format: str
+    duration_s: float | None
+    streams: list[StreamInfo]
+    video_packets: int = 0
+    keyframe_times_s: list[float] = field(default_factory=list)  # since the first frame
+    problem: str = ""  # why the demux pass stopped early, if it did
+
+
+def probe(path: str, *, keyframes: bool = True) -> ProbeResult:
+    """Describe `path`; with `keyframes`, demux the video stream to list keyframe times."""
+    path = str(path)
+    with open_file(path) as c:
+        streams = [stream_info(s) for s in c.streams]
+        if c.streams.video:
+            v = c.streams.video[0].index
+            streams[v] = stream_info(c.streams[v], first_frame_rotation(path, v))
+        fmt = c.format.name
+        dur = c.duration / 1e6 if c.duration else None
+        vs = video_stream(c, path)
+        tb = Fraction(vs.time_base.numerator, vs.time_base.denominator)
+        vindex = vs.index
+    if not keyframes:
+        return ProbeResult(path, fmt, dur, streams)
+    index = PacketIndex(path, vindex, tb)
+    build_index(index, path)
+    pts, key, _ = index.arrays()
+    valid = pts[pts != NOPTS]
+    first = int(valid.min()) if valid.size else 0
+    times = [float((int(p) - first) * tb) for p, k in zip(pts, key, strict=True) if k and p != NOPTS]
+    return ProbeResult(path, fmt, dur, streams, len(index), sorted(times), index.problem)
