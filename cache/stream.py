@@ -176,9 +176,10 @@ class StreamCache:
         """Register a chunk of `n` tokens, reserve its rows, and return its model position ids.
 
         Text: give `n` (positions follow the counter). Vision: give `positions` and `span` from
-        `vision_positions_for` (after token drop, the kept columns of them and the full span). First
-        evicts by the retention policy (whole segments, never during a speculation) so the chunk
-        fits. The next model forward with the HF adapter writes the chunk's K/V into the rows.
+        `vision_positions_for` called just before (after token drop, the kept columns of them and the
+        full span). First evicts by the retention policy (whole segments, never during a
+        speculation) so the chunk fits; if that compacts positions, the given positions are re-based
+        by the same shift, so always use the returned position ids. The next model forward with the HF adapter writes the chunk's K/V into the rows.
         Returns [B, n] (1-D RoPE) or [3, B, n] (M-RoPE).
         """
         if self._pending is not None:
@@ -204,7 +205,9 @@ class StreamCache:
                     "E_CACHE_FULL", "no room for a speculative chunk; evictions wait for the rollback"
                 )
         else:
+            before = self._next_position
             self._evict_ids(self.config.retention.plan(self._segments, n, kind, self.config.capacity))
+            positions = positions + (self._next_position - before)  # re-based if compaction moved the counter
             if self.config.retention.assistant_to_memory:
                 self._segments = [
                     dataclasses.replace(s, kind="memory") if s.kind == "assistant" else s
