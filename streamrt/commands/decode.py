@@ -22,8 +22,9 @@ ffmpeg, so this checks our decode against ffmpeg's bit for bit:
   streamrt decode clip.mp4 --framemd5 > ours.txt
   ffmpeg -i clip.mp4 -map 0:v -fflags +bitexact -f framemd5 - > theirs.txt
   diff ours.txt theirs.txt     # identical for constant-frame-rate files
-(without -fflags +bitexact ffmpeg adds a "#software:" line; for variable frame rate files compare
-the size and hash columns: the pts rounding of ffmpeg's output time base can differ.)
+(without -fflags +bitexact ffmpeg adds a "#software:" line; for variable frame rate files add
+`-fps_mode passthrough` to ffmpeg and compare the size and hash columns, `cut -d, -f5,6`: ffmpeg
+rounds pts to its output time base.)
 
 examples:
   streamrt decode clip.mp4 --out frames/                  # every frame as PNG

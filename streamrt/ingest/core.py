@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
+from av.stream import Discard
 
 from streamrt.ingest.convert import Geometry, geometry, native_nbytes, open_file, rotation_degrees, to_pixels
 from streamrt.ingest.index import Interval
@@ -49,7 +50,7 @@ class IntervalDecoder:
         self.stream = self.container.streams[stream_index]
         for s in self.container.streams:
             if s.index != stream_index:
-                s.discard = "all"
+                s.discard = Discard.all
         self.ctx = self.stream.codec_context
         self.ctx.thread_count = 1  # parallelism comes from intervals: total threads <= cores
         self.geo: Geometry | None = None
@@ -73,7 +74,7 @@ class IntervalDecoder:
                 self.stream = self.container.streams[self.stream.index]
                 for s in self.container.streams:
                     if s.index != self.stream.index:
-                        s.discard = "all"
+                        s.discard = Discard.all
                 self.ctx = self.stream.codec_context
                 self.ctx.thread_count = 1
             self.ctx.flush_buffers()

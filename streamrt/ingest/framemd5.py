@@ -6,8 +6,9 @@ decode bit for bit. Timestamps are in ffmpeg's output time base (1 / the stream'
 rate) and shifted by the container's start time, as ffmpeg does without `-copyts`.
 
 What cannot match: the `#software:` line (ffmpeg prints it unless `-fflags +bitexact`; we never
-print it), and for variable-frame-rate files the pts/duration columns (ffmpeg's rounding to its
-output time base may merge or shift timestamps); the size and hash columns always can.
+print it), and for variable-frame-rate files the pts/duration columns (ffmpeg rounds to its output
+time base; add `-fps_mode passthrough` so it does not also drop frames that land on the same tick);
+the size and hash columns always match.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from fractions import Fraction
 
 import av
 import numpy as np
+from av.stream import Discard
 
 from streamrt.ingest.convert import open_file, video_stream
 from streamrt.ingest.errors import SourceTimeout
@@ -144,7 +145,7 @@ def build_index(index: PacketIndex, path: str, stop: threading.Event | None = No
             stream = container.streams[index.stream_index]
             for stream_ in container.streams:
                 if stream_.index != stream.index:
-                    stream_.discard = "all"  # demux only the video packets
+                    stream_.discard = Discard.all  # demux only the video packets
             for pkt in container.demux(stream):
                 if stop is not None and stop.is_set():
                     index.finish("cancelled")

@@ -112,6 +112,8 @@ def _worker_main(wid, tasks, items, free, active, ctl, parent_pid) -> None:  # p
                 dec = IntervalDecoder(path, stream_index, spec)
             except IngestError as e:
                 dec = e
+            except Exception as e:  # noqa: BLE001 - reported per task, the worker stays up
+                dec = WorkerFailed(f"{path}: worker {wid} cannot open: {type(e).__name__}: {e}", source=path)
             session = [sid, dec, layout, shm, heads[wid], data[wid]]
             head = 0
         elif kind == "end":
