@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -76,9 +77,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    from tqdm import tqdm
+
     def show(frame: SynthFrame) -> None:
         for e in frame.events:
-            print(f"[{e.t:8.2f}s] {describe(e)}", flush=True)
+            try:  # tqdm.write keeps the progress bar (on stderr) intact
+                tqdm.write(f"[{e.t:8.2f}s] {describe(e)}", file=sys.stdout)
+                sys.stdout.flush()
+            except BrokenPipeError:  # e.g. `| head`: stop printing, finish the clip
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until exit
 
     try:
         info = write_video(

@@ -16,7 +16,7 @@ JSONL timeline). PyAV is imported only when a video is written.
 """
 
 from streamrt.synth.config import BACKGROUNDS, COLOURS, PRESETS, SHAPES, SynthError, WorldConfig
-from streamrt.synth.language import Mention, caption, describe, mention, parse
+from streamrt.synth.language import Mention, caption, describe, mention, mention_f1, parse
 from streamrt.synth.questions import QA, QTYPES, answer, position_of, questions
 from streamrt.synth.render import render
 from streamrt.synth.types import (
@@ -30,7 +30,7 @@ from streamrt.synth.types import (
     SynthFrame,
 )
 from streamrt.synth.video import CODECS, CONTAINERS, VideoInfo, read_timeline, timeline_path, write_video
-from streamrt.synth.world import World
+from streamrt.synth.world import World, direction_of
 
 __all__ = [
     "BACKGROUNDS",
@@ -57,7 +57,9 @@ __all__ = [
     "answer",
     "caption",
     "describe",
+    "direction_of",
     "mention",
+    "mention_f1",
     "parse",
     "position_of",
     "questions",

@@ -24,6 +24,7 @@ timestamp such as "[12.30s]" or "12.3:" is ignored):
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 from streamrt.synth.config import COLOURS, SHAPES
@@ -175,3 +176,13 @@ def caption(scene: Scene) -> str:
         for (c, s), n in counts.items()
     ]
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def mention_f1(predicted: list[Mention], truth: list[Mention]) -> tuple[float, float, float]:
+    """(precision, recall, F1) of two multisets of mentions (order and time ignored; 1.0 if both empty)."""
+    if not predicted and not truth:
+        return 1.0, 1.0, 1.0
+    hit = sum((Counter(predicted) & Counter(truth)).values())
+    p = hit / len(predicted) if predicted else 0.0
+    r = hit / len(truth) if truth else 0.0
+    return p, r, 2 * p * r / (p + r) if hit else 0.0

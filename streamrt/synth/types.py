@@ -127,10 +127,6 @@ class SceneObject:
         """Centre y in pixels for a frame `height` high."""
         return self.ny * height
 
-    def radius_px(self, width: int, height: int) -> float:
-        """Radius in pixels in a frame of the world's own size (`Scene.width`, `Scene.height`)."""
-        return self.size * min(width, height)
-
     def bbox(self, world_w: int, world_h: int, width: int, height: int) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1) pixel bounds in a `width` x `height` render of a world_w x world_h scene."""
         rx = self.size * min(world_w, world_h) / world_w * width

@@ -18,6 +18,7 @@ from streamrt.synth import (
     caption,
     describe,
     mention,
+    mention_f1,
     parse,
 )
 
@@ -87,3 +88,15 @@ def test_caption():
         obj(0, "circle", "red"), obj(1, "square", "blue"), obj(2, "square", "blue"), obj(3, "star", "orange")
     )
     assert caption(s) == "a red circle, two blue squares and an orange star"
+
+
+def test_mention_f1():
+    w = World(WorldConfig.preset("busy", seed=6))
+    truth = [mention(e) for _ in range(300) for e in w.step()]
+    assert len(truth) > 10
+    assert mention_f1(truth, truth) == (1.0, 1.0, 1.0)
+    half = truth[: len(truth) // 2]
+    p, r, f = mention_f1(half, truth)
+    assert p == 1.0 and r == len(half) / len(truth) and abs(f - 2 * r / (1 + r)) < 1e-12
+    assert mention_f1([], truth) == (0.0, 0.0, 0.0) and mention_f1([], []) == (1.0, 1.0, 1.0)
+    assert mention_f1(parse("the scene cuts. the scene cuts"), parse("the scene cuts"))[:2] == (0.5, 1.0)
