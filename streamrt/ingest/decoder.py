@@ -267,7 +267,7 @@ class FileDecoder:
         where = float(iv.key_pts * self._tb) if iv.key_pts != NOPTS else 0.0
         msg = f"{self.path}: decoder error in the interval starting at {where:.3f} s: {detail}"
         if is_last:
-            self._stopped(msg)
+            self._stopped(f"{msg} (the file ends early: truncated)")
             return
         if self.strict:
             raise CorruptData(msg, source=self.path, detail={"pts_s": where})
