@@ -48,7 +48,9 @@ _TEXT_FORMATS = {"tty"}  # FFmpeg renders any text file as ANSI-art "video": tha
 
 def video_stream(container: av.container.InputContainer, source: str) -> av.VideoStream:
     if container.format.name in _TEXT_FORMATS:
-        raise UnsupportedFormat(f"{source}: a text file, not a video (FFmpeg format {container.format.name!r})", source=source)
+        raise UnsupportedFormat(
+            f"{source}: a text file, not a video (FFmpeg format {container.format.name!r})", source=source
+        )
     if not container.streams.video:
         kinds = ", ".join(s.type for s in container.streams) or "none"
         raise NoVideoStream(f"{source}: no video stream (streams: {kinds})", source=source)

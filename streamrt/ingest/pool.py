@@ -250,10 +250,15 @@ class DecodePool:
         self.closed = False
 
     def pids(self) -> list[int]:
+        """Worker process ids (kept after close, for checks that they are gone)."""
+        if self.closed and not self._procs:
+            return list(self._pids)
         return [p.pid for p in self._procs if p.pid is not None]
 
     def poll(self, timeout: float = 0.0) -> None:
         """Read control messages (ready / idle / problem) for up to `timeout` seconds."""
+        if self._ctl is None:
+            return
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -324,6 +329,12 @@ class DecodePool:
         for q in [*self._tasks, self._ctl]:
             q.close()
             q.join_thread()
+        # drop every reference to the semaphores and queues (the processes' args hold them too) so
+        # their named POSIX semaphores in /dev/shm are unlinked now, not whenever the pool is collected
+        self._pids = self.pids()
+        self._procs = []
+        self._tasks, self._items, self._free = [], [], []
+        self._ctl = self._active = None
 
     def __enter__(self) -> DecodePool:
         return self

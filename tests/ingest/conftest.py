@@ -36,27 +36,90 @@ FFMPEG_CLIPS: dict[str, tuple[str, list[str], float, int, list[str]]] = {
     # B-frames (pyramid), closed GOP, plus an audio track
     "h264_bframes_audio_mp4": (
         "bf.mp4",
-        ["-map", "0:v", "-map", "1:a", *_X264, "-preset", "fast", "-bf", "3", "-g", "15", "-c:a", "aac", "-shortest"],
-        3.0, 30, ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000"],
+        [
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            *_X264,
+            "-preset",
+            "fast",
+            "-bf",
+            "3",
+            "-g",
+            "15",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ],
+        3.0,
+        30,
+        ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000"],
     ),
     # open GOP with leading B-frames, Matroska
-    "h264_opengop_mkv": ("og.mkv", [*_X264, "-preset", "fast", "-bf", "3", "-g", "20", "-x264-params", "open-gop=1"], 4.0, 30, []),
+    "h264_opengop_mkv": (
+        "og.mkv",
+        [*_X264, "-preset", "fast", "-bf", "3", "-g", "20", "-x264-params", "open-gop=1"],
+        4.0,
+        30,
+        [],
+    ),
     # MPEG-TS: start time 1.4 s, approximate seeking
     "h264_ts_start": ("st.ts", [*_X264, "-preset", "fast", "-bf", "2", "-g", "12"], 3.0, 25, []),
     # QuickTime with a non-zero start time from an edit list
     "h264_mov_offset": ("off.mov", [*_X264, "-g", "10", "-output_ts_offset", "2.5"], 2.0, 25, []),
-    "hevc_mp4": ("h.mp4", ["-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "keyint=12:log-level=error:bframes=2", "-pix_fmt", "yuv420p", "-tag:v", "hvc1"], 2.0, 25, []),
-    "vp9_webm": ("v.webm", ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-g", "10", "-pix_fmt", "yuv420p"], 2.0, 25, []),
+    "hevc_mp4": (
+        "h.mp4",
+        [
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-x265-params",
+            "keyint=12:log-level=error:bframes=2",
+            "-pix_fmt",
+            "yuv420p",
+            "-tag:v",
+            "hvc1",
+        ],
+        2.0,
+        25,
+        [],
+    ),
+    "vp9_webm": (
+        "v.webm",
+        ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-g", "10", "-pix_fmt", "yuv420p"],
+        2.0,
+        25,
+        [],
+    ),
     "mjpeg_mov": ("m.mov", ["-c:v", "mjpeg", "-q:v", "5", "-pix_fmt", "yuvj420p"], 1.5, 20, []),
     # a single GOP (one keyframe)
     "h264_single_gop_mp4": ("one.mp4", [*_X264, "-bf", "2", "-g", "1000"], 3.0, 25, []),
 }
-_AV1 = ("av1_mkv", ("a.mkv", ["-c:v", "libaom-av1", "-cpu-used", "8", "-g", "10", "-pix_fmt", "yuv420p"], 1.0, 15, []))
+_AV1 = (
+    "av1_mkv",
+    ("a.mkv", ["-c:v", "libaom-av1", "-cpu-used", "8", "-g", "10", "-pix_fmt", "yuv420p"], 1.0, 15, []),
+)
 
 
 def _make_ffmpeg(out: Path, args: list[str], seconds: float, rate: int, extra: list[str]) -> Path:
-    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", _SRC.format(rate=rate),
-           *extra, "-t", str(seconds), *args, str(out)]
+    cmd = [
+        "ffmpeg",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        _SRC.format(rate=rate),
+        *extra,
+        "-t",
+        str(seconds),
+        *args,
+        str(out),
+    ]
     subprocess.run(cmd, check=True, timeout=120)
     return out
 
@@ -89,8 +152,24 @@ def _make_vfr_pyav(out: Path) -> Path:
 
 
 def _make_rotated(src: Path, out: Path) -> Path:
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), "-c", "copy",
-                    "-metadata:s:v", "rotate=90", str(out)], check=True, timeout=60)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(src),
+            "-c",
+            "copy",
+            "-metadata:s:v",
+            "rotate=90",
+            str(out),
+        ],
+        check=True,
+        timeout=60,
+    )
     return out
 
 
@@ -139,7 +218,9 @@ def bad_files(tmp_path_factory, clips) -> dict[str, Path]:
         ts = clips["h264_ts_start"].read_bytes()
         mid = len(ts) // 2
         rng = np.random.default_rng(1)
-        (d / "corrupt.ts").write_bytes(ts[:mid] + rng.integers(0, 256, 6000, dtype=np.uint8).tobytes() + ts[mid + 6000 :])
+        (d / "corrupt.ts").write_bytes(
+            ts[:mid] + rng.integers(0, 256, 6000, dtype=np.uint8).tobytes() + ts[mid + 6000 :]
+        )
         out["corrupt_ts"] = d / "corrupt.ts"
     return out
 

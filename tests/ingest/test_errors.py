@@ -149,7 +149,10 @@ def test_corrupted_middle(bad_files, pool):
 
 @pytest.mark.parametrize("sampling", [Uniform(0), AtTimes((-1.0,)), AtTimes(())])
 def test_bad_sampling_requests(clips, pool, sampling):
-    with pytest.raises(BadRequest) as ei, FileDecoder(str(clips["h264_vfr_mkv"]), pool=pool, sampling=sampling) as d:
+    with (
+        pytest.raises(BadRequest) as ei,
+        FileDecoder(str(clips["h264_vfr_mkv"]), pool=pool, sampling=sampling) as d,
+    ):
         next(iter(d))
     assert ei.value.code == "E_INGEST_BAD_REQUEST"
 

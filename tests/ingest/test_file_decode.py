@@ -59,7 +59,9 @@ def ours(path, pool, **kw) -> list[tuple[int, bool, str, float]]:
         tb = Fraction(d.info.time_base)
         frames = list(d)
     assert [f.index for f in frames] == list(range(len(frames))) or "sampling" in kw
-    return [(round(Fraction(f.pts) / tb), f.keyframe, hashlib.md5(f.pixels).hexdigest(), f.pts) for f in frames]
+    return [
+        (round(Fraction(f.pts) / tb), f.keyframe, hashlib.md5(f.pixels).hexdigest(), f.pts) for f in frames
+    ]
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -85,8 +87,22 @@ def test_head_thread_then_workers_is_frame_exact(clips, name):
 def _ffmpeg_framemd5(path, vfr: bool = False) -> list[str]:
     # for variable frame rate ffmpeg must not drop frames that round to the same output tick
     vs = ["-fps_mode", "passthrough"] if vfr else []
-    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(path), "-map", "0:v", *vs, "-fflags", "+bitexact",
-           "-f", "framemd5", "-"]
+    cmd = [
+        "ffmpeg",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-i",
+        str(path),
+        "-map",
+        "0:v",
+        *vs,
+        "-fflags",
+        "+bitexact",
+        "-f",
+        "framemd5",
+        "-",
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60).stdout.splitlines()
 
 
@@ -116,7 +132,9 @@ def test_framemd5_matches_ffmpeg_cli(clips, pool, name):
     [Uniform(7), EveryFps(3.0), AtTimes((0.0, 0.41, 1.0, 1.234, 2.5, 99.0)), Uniform(1)],
     ids=["uniform7", "fps3", "at", "uniform1"],
 )
-@pytest.mark.parametrize("name", ["h264_bframes_audio_mp4", "h264_opengop_mkv", "h264_ts_start", "h264_vfr_mkv", "vp9_webm"])
+@pytest.mark.parametrize(
+    "name", ["h264_bframes_audio_mp4", "h264_opengop_mkv", "h264_ts_start", "h264_vfr_mkv", "vp9_webm"]
+)
 def test_sampling_matches_sequential_pick(clips, pool, name, sampling):
     path = _get(clips, name)
     ref = sequential(path)
@@ -157,9 +175,13 @@ def test_rgb_and_resize_match_pyav_conversion(clips, pool):
     with FileDecoder(str(path), pixels=spec, pool=pool, interval_frames=1) as d:
         got = list(d)
     with av.open(str(path)) as c:
-        ref = [fr.reformat(96, 54, "rgb24", interpolation="BILINEAR").to_ndarray() for fr in c.decode(video=0)]
+        ref = [
+            fr.reformat(96, 54, "rgb24", interpolation="BILINEAR").to_ndarray() for fr in c.decode(video=0)
+        ]
     assert len(got) == len(ref)
-    assert all(g.pixels.shape == (54, 96, 3) and np.array_equal(g.pixels, r) for g, r in zip(got, ref, strict=True))
+    assert all(
+        g.pixels.shape == (54, 96, 3) and np.array_equal(g.pixels, r) for g, r in zip(got, ref, strict=True)
+    )
     with FileDecoder(str(path), pixels=PixelSpec(format="gray", short_side=36), pool=pool) as d:
         f = next(iter(d))
         assert f.pixels.shape == (36, 64) and f.pix_fmt == "gray"
@@ -170,8 +192,25 @@ def test_rotation_metadata_applied_like_ffmpeg(clips, pool):
     path = _get(clips, "h264_rotated_mp4")
     with FileDecoder(str(path), pool=pool, sampling=AtTimes((0.0,))) as d:
         f = next(iter(d))
-    raw = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo",
-                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True, timeout=60).stdout
+    raw = subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-i",
+            str(path),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
     ref = np.frombuffer(raw, np.uint8).reshape(192, 108, 3)  # ffmpeg autorotates: 192x108 -> 108 wide
     assert f.pixels.shape == ref.shape
     err = np.abs(f.pixels.astype(int) - ref).mean()

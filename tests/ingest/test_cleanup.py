@@ -1,0 +1,200 @@
+"""No orphan processes, no leaked shared memory, no hangs: early close, exceptions, dead workers, Ctrl-C.
+
+Checks use the operating system as the oracle: /proc (is a pid alive, which processes belong to a
+session) and /dev/shm (shared-memory segments).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from streamrt.ingest import DecodePool, FileDecoder, PixelSpec
+from streamrt.ingest.errors import WorkerFailed
+
+from .conftest import HAVE_FFMPEG, needs_ffmpeg  # noqa: TID252
+
+NATIVE = PixelSpec(format="native")
+
+
+def _shm() -> set[str]:
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_dead(pids: list[int], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(_alive(p) for p in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory) -> Path:
+    """~600 frames: long enough to interrupt a decode in the middle."""
+    if not HAVE_FFMPEG:
+        pytest.skip("ffmpeg CLI not installed")
+    out = tmp_path_factory.mktemp("long") / "long.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=30",
+            "-t",
+            "20",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+            "-pix_fmt",
+            "yuv420p",
+            str(out),
+        ],
+        check=True,
+        timeout=120,
+    )
+    return out
+
+
+def test_early_close_stops_private_pool_and_frees_memory(clips):
+    before = _shm()
+    d = FileDecoder(str(clips["h264_vfr_mkv"]), workers=2, interval_frames=1, head_thread=False)
+    it = iter(d)
+    next(it), next(it)
+    pids = d._pool.pids()
+    assert pids and all(_alive(p) for p in pids)
+    d.close()
+    assert _wait_dead(pids), "worker processes outlived close()"
+    assert _shm() <= before, "shared memory leaked"
+
+
+def test_exception_in_consumer_cleans_up(clips):
+    before = _shm()
+    with pytest.raises(RuntimeError, match="consumer failed"):
+        with FileDecoder(str(clips["h264_vfr_mkv"]), workers=2, head_thread=False) as d:
+            for i, _ in enumerate(d):
+                if i == 3:
+                    pids = d._pool.pids()
+                    raise RuntimeError("consumer failed")
+    assert _wait_dead(pids) and _shm() <= before
+
+
+def test_abandoned_iterator_is_cleaned_by_generator_close(clips, pool):
+    before = _shm()
+    d = FileDecoder(str(clips["h264_vfr_mkv"]), pool=pool, interval_frames=1)
+    it = iter(d)
+    next(it)
+    del it  # the generator's finally runs: session ended, shared memory unlinked
+    d.close()
+    assert pool.session is None and _shm() <= before
+
+
+def test_shared_pool_is_reusable_after_cancel(clips, pool):
+    path = str(clips["h264_vfr_mkv"])
+    with FileDecoder(path, pool=pool, pixels=NATIVE, interval_frames=1, head_thread=False) as d:
+        first = [hashlib.md5(f.pixels).hexdigest() for f in d]
+    for _ in range(3):  # cancel in the middle, several times
+        with FileDecoder(path, pool=pool, pixels=NATIVE, interval_frames=1, head_thread=False) as d:
+            next(iter(d))
+    with FileDecoder(path, pool=pool, pixels=NATIVE, interval_frames=1, head_thread=False) as d:
+        again = [hashlib.md5(f.pixels).hexdigest() for f in d]
+    assert again == first and len(first) == 70
+
+
+@needs_ffmpeg
+def test_killed_worker_raises_instead_of_hanging(long_clip):
+    before = _shm()
+    t = time.monotonic()
+    with DecodePool(2) as p:
+        with (
+            pytest.raises(WorkerFailed) as ei,
+            FileDecoder(
+                str(long_clip),
+                pool=p,
+                head_thread=False,
+                timeout=20,
+                interval_frames=30,
+                buffer_bytes=3 << 20,
+            ) as d,
+        ):  # small rings: worker 1 cannot have finished its work when it is killed
+            for i, _ in enumerate(d):
+                if i == 5:
+                    os.kill(p.pids()[1], signal.SIGKILL)
+        assert ei.value.code == "E_INGEST_WORKER"
+    assert time.monotonic() - t < 30 and _shm() <= before
+
+
+def _session_procs(sid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().split(")")[-1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                out.append(int(d))
+    return out
+
+
+@needs_ffmpeg
+def test_cli_ctrl_c_leaves_no_orphans(long_clip, tmp_path):
+    """`streamrt decode` under SIGINT: exit code 130, every worker gone, no shared memory left."""
+    before = _shm()
+    out = tmp_path / "frames"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamrt", "decode", str(long_clip), "--out", str(out), "--no-progress"],
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+    )
+    tsv = out / "frames.tsv"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not tsv.exists() or tsv.read_text().count("\n") < 20):
+        time.sleep(0.05)
+    assert proc.poll() is None, "decode finished before it could be interrupted"
+    os.kill(proc.pid, signal.SIGINT)
+    rc = proc.wait(timeout=30)
+    assert rc == 130, proc.stderr.read().decode()
+    deadline = time.monotonic() + 10
+    while _session_procs(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _session_procs(proc.pid) == []
+    assert _shm() <= before
+
+
+def test_pool_from_a_stdin_script(clips):
+    """Spawned workers must not re-run the parent's __main__ (a stdin script, a REPL, pytest)."""
+    code = textwrap.dedent(f"""
+        from streamrt.ingest import FileDecoder
+        with FileDecoder({str(clips["h264_vfr_mkv"])!r}, workers=2, head_thread=False) as d:
+            print(sum(1 for _ in d))
+    """)
+    r = subprocess.run([sys.executable, "-"], input=code, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "70"
