@@ -30,7 +30,7 @@ from streamrt.synth.types import (
     SynthFrame,
 )
 from streamrt.synth.video import CODECS, CONTAINERS, VideoInfo, read_timeline, timeline_path, write_video
-from streamrt.synth.world import World, direction_of
+from streamrt.synth.world import World, direction_of, state_at
 
 __all__ = [
     "BACKGROUNDS",
@@ -65,6 +65,7 @@ __all__ = [
     "questions",
     "read_timeline",
     "render",
+    "state_at",
     "timeline_path",
     "write_video",
 ]

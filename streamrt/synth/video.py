@@ -133,54 +133,57 @@ def write_video(
         raise SynthError("E_SYNTH_ARGS", f"{pix_fmt} needs even sides, not {cfg.width}x{cfg.height}")
     n = max(1, round(seconds * cfg.fps))
     tl = Path(timeline) if timeline is not None else timeline_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tl.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(cfg.fps).limit_denominator(1001)
     opts = _encoder_options(codec, gop, bframes, crf, bitrate)
     t0 = time.perf_counter()
     n_events = 0
-    with av.open(str(path), "w", format=CONTAINERS[ext]) as out, tl.open("w") as tf:
-        stream = out.add_stream(CODECS[codec], rate=rate, options=opts)
-        stream.width, stream.height = cfg.width, cfg.height
-        stream.pix_fmt = pix_fmt
-        stream.codec_context.gop_size = gop
-        stream.codec_context.time_base = 1 / rate
-        if codec not in _NO_BFRAMES:
-            stream.codec_context.max_b_frames = bframes
-        if bitrate is not None:
-            stream.codec_context.bit_rate = bitrate
-        elif codec == "mpeg4":
-            stream.codec_context.bit_rate = 2_000_000
-        video = {
-            "path": path.name,
-            "codec": codec,
-            "encoder": CODECS[codec],
-            "gop": gop,
-            "bframes": bframes,
-            "crf": crf,
-            "bitrate": bitrate,
-            "pix_fmt": pix_fmt,
-            "frames": n,
-            "fps": cfg.fps,
-            "first_frame": world.frame_index + 1,
-        }
-        header = {"type": "header", "version": TIMELINE_VERSION, "config": cfg.to_dict(), "video": video}
-        tf.write(json.dumps(header) + "\n")
-        frames = world.frames()
-        for k in tqdm(range(n), total=n, unit="frame", desc=path.name, disable=not progress):
-            f = next(frames)
-            vf = av.VideoFrame.from_ndarray(f.pixels, format="rgb24")  # pixels: [H, W, 3] uint8
-            vf.pts = k
-            vf.time_base = 1 / rate
-            for pkt in stream.encode(vf):
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tl.parent.mkdir(parents=True, exist_ok=True)
+        with av.open(str(path), "w", format=CONTAINERS[ext]) as out, tl.open("w") as tf:
+            stream = out.add_stream(CODECS[codec], rate=rate, options=opts)
+            stream.width, stream.height = cfg.width, cfg.height
+            stream.pix_fmt = pix_fmt
+            stream.codec_context.gop_size = gop
+            stream.codec_context.time_base = 1 / rate
+            if codec not in _NO_BFRAMES:
+                stream.codec_context.max_b_frames = bframes
+            if bitrate is not None:
+                stream.codec_context.bit_rate = bitrate
+            elif codec == "mpeg4":
+                stream.codec_context.bit_rate = 2_000_000
+            video = {
+                "path": path.name,
+                "codec": codec,
+                "encoder": CODECS[codec],
+                "gop": gop,
+                "bframes": bframes,
+                "crf": crf,
+                "bitrate": bitrate,
+                "pix_fmt": pix_fmt,
+                "frames": n,
+                "fps": cfg.fps,
+                "first_frame": world.frame_index + 1,
+            }
+            header = {"type": "header", "version": TIMELINE_VERSION, "config": cfg.to_dict(), "video": video}
+            tf.write(json.dumps(header) + "\n")
+            frames = world.frames()
+            for k in tqdm(range(n), total=n, unit="frame", desc=path.name, disable=not progress):
+                f = next(frames)
+                vf = av.VideoFrame.from_ndarray(f.pixels, format="rgb24")  # pixels: [H, W, 3] uint8
+                vf.pts = k
+                vf.time_base = 1 / rate
+                for pkt in stream.encode(vf):
+                    out.mux(pkt)
+                for e in f.events:
+                    tf.write(json.dumps({"type": "event", **e.to_json(), "text": describe(e)}) + "\n")
+                n_events += len(f.events)
+                if on_frame is not None:
+                    on_frame(f)
+            for pkt in stream.encode(None):
                 out.mux(pkt)
-            for e in f.events:
-                tf.write(json.dumps({"type": "event", **e.to_json(), "text": describe(e)}) + "\n")
-            n_events += len(f.events)
-            if on_frame is not None:
-                on_frame(f)
-        for pkt in stream.encode(None):
-            out.mux(pkt)
+    except (OSError, ValueError, av.FFmpegError) as exc:  # ValueError: PyAV's bad pix_fmt
+        raise SynthError("E_SYNTH_WRITE", f"{path}: cannot encode or write ({exc})") from exc
     wall = time.perf_counter() - t0
     return VideoInfo(path, tl, n, n_events, n / cfg.fps, path.stat().st_size, wall)
 

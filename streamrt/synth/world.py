@@ -147,6 +147,16 @@ class World:
         t0 = self.t - seconds
         return tuple(e for e in self._recent if e.t >= t0)
 
+    def skip_to(self, t: float) -> int:
+        """Step (without rendering) up to the frame at time `t` (frame round(t * fps)); returns the
+        number of frames stepped. Their events pass through the bounded `recent()` window only."""
+        target = round(t * self.config.fps)
+        n = 0
+        while self._frame < target:
+            self.step()
+            n += 1
+        return n
+
     def frames(self, width: int | None = None, height: int | None = None) -> Iterator[SynthFrame]:
         """Endless frames rendered at `width` x `height` (default: the config's size)."""
         while True:
@@ -329,3 +339,12 @@ class World:
         o.vx, o.vy = self._velocity(d)
         self._objects.append(o)
         self._emit("enter", o, side=side)
+
+
+def state_at(config: WorldConfig, t: float, recent_seconds: float = 2.0) -> tuple[Scene, tuple[Event, ...]]:
+    """The state of a fresh world of `config` at time `t`, and the events of the `recent_seconds`
+    before it: the ground truth for a question asked at `t` about a clip made from `config`.
+    Replays the simulation from the start (tens of thousands of frames per second, no rendering)."""
+    world = World(config)
+    world.skip_to(t)
+    return world.state(), world.recent(recent_seconds)

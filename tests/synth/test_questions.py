@@ -141,3 +141,19 @@ def test_generated_questions_against_recounts():
                 else:
                     assert len(a.split(". ")) == len(last)
     assert set(seen) == set(QTYPES) and min(seen.values()) >= 20
+
+
+def test_state_at_answers_questions_about_a_moment_of_a_clip():
+    """state_at(t) equals the state streamed at that frame; its answers follow from that state."""
+    from streamrt.synth import state_at
+
+    cfg = WorldConfig.preset("busy", seed=3, width=32, height=32)
+    w = World(cfg)
+    for _ in range(301):
+        w.step()
+    scene, recent = state_at(cfg, 10.0)
+    assert scene == w.state() and scene.frame == 300 and recent == w.recent(2.0)
+    assert answer("how many objects are there?", scene) == NUMBERS[len(w.state().objects)]
+    assert answer("what just happened?", scene, recent) == answer(
+        "what just happened?", w.state(), w.recent(2.0)
+    )

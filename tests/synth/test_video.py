@@ -150,3 +150,13 @@ def test_bad_timeline_raises(tmp_path):
     with pytest.raises(SynthError) as ei:
         read_timeline(p)
     assert ei.value.code == "E_SYNTH_TIMELINE" and str(p) in str(ei.value)
+
+
+def test_unwritable_path_raises_write_error(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(SynthError) as ei:
+        write_video(tmp_path / "file" / "x.mp4", World(CFG), 1.0)
+    assert ei.value.code == "E_SYNTH_WRITE" and "x.mp4" in str(ei.value)
+    with pytest.raises(SynthError) as ei:
+        write_video(tmp_path / "x.mp4", World(CFG), 1.0, pix_fmt="nonsense")
+    assert ei.value.code == "E_SYNTH_WRITE" and "x.mp4" in str(ei.value)
