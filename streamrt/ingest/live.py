@@ -244,8 +244,8 @@ class NetworkSource(_LiveBase):
         self.url = url
         self.source_id = source_id or url
         self.spec = pixels
+        # no "fflags nobuffer": it drops the packets read while probing (checked: frames lost)
         self._opts = {
-            "fflags": "nobuffer",
             **({"rtsp_transport": "tcp"} if url.startswith("rtsp") else {}),
             **(options or {}),
         }
@@ -256,7 +256,7 @@ class NetworkSource(_LiveBase):
         self._stop = threading.Event()
         self._frames = self._decode_forever()
         self._grabber = LatestFrameGrabber(
-            lambda: next(self._frames, None), f"grab-{url}", open_timeout + read_timeout + 1.0
+            lambda: next(self._frames, None), f"grab-{url}", open_timeout + read_timeout + backoff[1] + 1.0
         )
 
     def _decode_forever(self) -> Iterator[Grabbed]:
@@ -289,7 +289,7 @@ class NetworkSource(_LiveBase):
                 last_error = StreamLost(f"{self.url}: stream ended", source=self.url)
             except StreamLost:
                 raise
-            except av.error.TimeoutError:
+            except (av.error.TimeoutError, av.error.ExitError):  # ExitError: PyAV's timeout interrupt fired
                 last_error = SourceTimeout(
                     f"{self.url}: timed out (open {self._timeouts[0]} s, read {self._timeouts[1]} s)",
                     source=self.url,
