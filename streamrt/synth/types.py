@@ -117,7 +117,7 @@ class SceneObject:
     z: int
     """Drawing order: higher z is drawn on top (occludes lower z)."""
     phase: str = "in"
-    """"entering", "in" (fully inside the frame) or "leaving"."""
+    """One of: entering, in (fully inside the frame), leaving."""
 
     def x(self, width: int) -> float:
         """Centre x in pixels for a frame `width` wide."""

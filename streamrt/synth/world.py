@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from streamrt.synth.config import BACKGROUNDS, COLOURS, WorldConfig
+from streamrt.synth.config import BACKGROUNDS, COLOURS, SynthError, WorldConfig
 from streamrt.synth.render import render
 from streamrt.synth.types import Event, Scene, SceneObject, SynthFrame
 
@@ -157,10 +157,20 @@ class World:
             n += 1
         return n
 
-    def frames(self, width: int | None = None, height: int | None = None) -> Iterator[SynthFrame]:
-        """Endless frames rendered at `width` x `height` (default: the config's size)."""
+    def frames(
+        self, width: int | None = None, height: int | None = None, stride: int = 1
+    ) -> Iterator[SynthFrame]:
+        """Endless frames rendered at `width` x `height` (default: the config's size).
+
+        stride: yield every stride-th frame (fps / stride), each with all the events since the
+        previous one yielded: a lower-rate view of the same stream (events keep their own times).
+        """
+        if stride < 1:
+            raise SynthError("E_SYNTH_ARGS", f"stride must be >= 1, not {stride}")
         while True:
             events = self.step()
+            for _ in range(stride - 1):
+                events += self.step()
             scene = self.state()
             yield SynthFrame(self._frame, scene.t, render(scene, width, height), events, scene)
 

@@ -156,3 +156,15 @@ def test_presets():
         n.update(e.kind for e in w.step())
         assert 1 <= len(w.state().objects) <= 2
     assert n["cut"] == 0
+
+
+def test_stride_is_a_lower_rate_view_of_the_same_stream():
+    cfg = WorldConfig.preset("busy", seed=7, width=64, height=36)
+    full = list(itertools.islice(World(cfg).frames(), 300))
+    third = list(itertools.islice(World(cfg).frames(stride=3), 100))
+    for k, f in enumerate(third):
+        g = full[3 * k + 2]
+        assert f.index == g.index and f.t == g.t and np.array_equal(f.pixels, g.pixels)
+        assert f.events == full[3 * k].events + full[3 * k + 1].events + g.events
+    with pytest.raises(SynthError):
+        next(World(cfg).frames(stride=0))
