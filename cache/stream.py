@@ -55,6 +55,8 @@ class CacheSnapshot:
     master: torch.Tensor | None  # [L, B, H, n, D] (master policy)
     pos: torch.Tensor  # [A, n]
     orig_pos: torch.Tensor  # [A, n]
+    token_index: torch.Tensor  # [n]
+    next_token: int
     segments: tuple[Segment, ...]
     next_position: int
     next_id: int
@@ -88,6 +90,8 @@ class StreamCache:
         )  # [L, B, H, C, D] keys as they arrived, rotated at orig_pos
         self.pos = torch.zeros(spec.axes, cap, dtype=torch.long, device=device)  # [A, C] current positions
         self.orig_pos = torch.zeros_like(self.pos)  # [A, C] positions the keys were computed at
+        self.token_index = torch.zeros(cap, dtype=torch.long, device=device)  # [C] arrival index per row
+        self._next_token = 0
         self.inv_freq = spec.inv_freq.to(device=device, dtype=torch.float32)
         self._segments: list[Segment] = []
         self._next_id = 0
@@ -127,6 +131,11 @@ class StreamCache:
     def positions(self) -> torch.Tensor:
         """Current positions of the valid rows, a view: [A, length]."""
         return self.pos[:, : self.length]
+
+    def arrival_index(self) -> torch.Tensor:
+        """Stream-global arrival index of the token in each valid row (0 = first token ever
+        appended), a view: [length]. Survives compaction; maps rows back to the stream."""
+        return self.token_index[: self.length]
 
     # ---- positions -----------------------------------------------------------------------------
     def positions_for(self, n: int) -> torch.Tensor:
@@ -221,6 +230,8 @@ class StreamCache:
         start = self.length
         self.pos[:, start : start + n] = positions
         self.orig_pos[:, start : start + n] = positions
+        self.token_index[start : start + n] = torch.arange(self._next_token, self._next_token + n)
+        self._next_token += n
         seg = Segment(
             id=self._next_id,
             kind=kind,
@@ -280,6 +291,8 @@ class StreamCache:
             self._next_position = keep[-1].pos_end
         elif first_dropped is not None:
             self._next_position = first_dropped.pos_start
+        if to_length < self.length:
+            self._next_token = int(self.token_index[to_length])  # host sync: one scalar per rollback
         self._segments = keep
         self._pending = None
         self._speculating = False
@@ -295,6 +308,8 @@ class StreamCache:
             master=None if self.master is None else self.master[..., :n, :].clone(),
             pos=self.pos[:, :n].clone(),
             orig_pos=self.orig_pos[:, :n].clone(),
+            token_index=self.token_index[:n].clone(),
+            next_token=self._next_token,
             segments=tuple(self._segments),
             next_position=self._next_position,
             next_id=self._next_id,
@@ -311,6 +326,8 @@ class StreamCache:
             self.master[..., :n, :] = snap.master
         self.pos[:, :n] = snap.pos
         self.orig_pos[:, :n] = snap.orig_pos
+        self.token_index[:n] = snap.token_index
+        self._next_token = snap.next_token
         self._segments = list(snap.segments)
         self._next_position = snap.next_position
         self._next_id = snap.next_id
@@ -321,7 +338,9 @@ class StreamCache:
 
     def memory(self) -> MemoryReport:
         """Sizes and counters (no tensor work)."""
-        bufs = [self.k, self.v, self.pos, self.orig_pos] + ([self.master] if self.master is not None else [])
+        bufs = [self.k, self.v, self.pos, self.orig_pos, self.token_index] + (
+            [self.master] if self.master is not None else []
+        )
         row_bytes = sum(b.element_size() * b.numel() // self.config.capacity for b in bufs[:2])
         if self.master is not None:
             row_bytes += self.master.element_size() * self.master.numel() // self.config.capacity
@@ -411,6 +430,7 @@ class StreamCache:
                     buf[..., first:end, :] = buf.index_select(3, idx)
             self.pos[:, first:end] = self.pos.index_select(1, idx) + d
             self.orig_pos[:, first:end] = self.orig_pos.index_select(1, idx)
+            self.token_index[first:end] = self.token_index.index_select(0, idx)
             self._rotate(first, end, d)
 
     def _rotate(self, first: int, end: int, d: torch.Tensor) -> None:
