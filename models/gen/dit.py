@@ -3,8 +3,8 @@
 Frames [B, F, C, H, W] are cut into p x p patches (tokens, T = (H/p)(W/p) per frame). Each block:
 per-frame adaLN modulation from the frame's own timestep (shift/scale/gate, diffusion forcing: every
 frame may sit at a different noise level), self-attention with q/k RMSNorm and 3-D RoPE over
-(t, h, w), cross-attention to the prompt's token states, and a GELU MLP. The output is the flow-matching
-velocity per pixel.
+(t, h, w), cross-attention to the prompt's token states, and a GELU MLP. The output is the predicted
+clean frame (x-prediction, see flow.py).
 
 Attention routing is not the model's business: every self-attention call goes through an
 `AttentionContext` (`self_attention(layer, q, k, v)` with normalised, un-rotated q/k, and
@@ -22,7 +22,7 @@ from typing import Protocol
 
 import torch
 import torch.nn.functional as F
-from streamrt.models.gen.rope import GridRope, Rope3D
+from streamrt.models.gen.rope import GridRope, Rope3D, apply_rope
 from torch import Tensor, nn
 
 
@@ -98,9 +98,11 @@ class DenseContext:
         self.mask = None if frame_mask is None else frame_mask.repeat_interleave(t, 0).repeat_interleave(t, 1)
 
     def self_attention(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
+        cos, sin = self.rope.tables(self.pos, cdt, q.device)  # [N, D/2] each, memoised
         mask = None if self.mask is None else self.mask.to(q.device)
         return F.scaled_dot_product_attention(
-            self.rope(q, self.pos), self.rope(k, self.pos), v, attn_mask=mask
+            apply_rope(q, cos, sin), apply_rope(k, cos, sin), v, attn_mask=mask
         )
 
     def cross_kv(self, layer: int, compute: Callable[[], tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
@@ -114,7 +116,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
@@ -152,12 +154,12 @@ class Block(nn.Module):
         # x: [B, F, T, d]; mod: [B, F, 6, d]; text: [B, L, d]
         b, f, t, d = x.shape
         sh1, sc1, g1, sh2, sc2, g2 = (mod + self.table).unsqueeze(3).unbind(2)  # each [B, F, 1, d]
-        h = (self.norm1(x) * (1 + sc1) + sh1).reshape(b, f * t, d)
+        h = torch.addcmul(sh1, self.norm1(x), 1 + sc1).reshape(b, f * t, d)
         q, k, v = self.qkv(h).chunk(3, dim=-1)
         a = ctx.self_attention(
             self.index, self._heads(self.norm_q(q)), self._heads(self.norm_k(k)), self._heads(v)
         )
-        x = x + g1 * self.proj(a.transpose(1, 2).reshape(b, f * t, d)).reshape(b, f, t, d)
+        x = torch.addcmul(x, g1, self.proj(a.transpose(1, 2).reshape(b, f * t, d)).reshape(b, f, t, d))
 
         def text_kv() -> tuple[Tensor, Tensor]:
             ck, cv = self.ckv(text).chunk(2, dim=-1)
@@ -167,12 +169,11 @@ class Block(nn.Module):
         cq = self._heads(self.cnorm_q(self.cq(self.norm3(x).reshape(b, f * t, d))))
         c = F.scaled_dot_product_attention(cq, ck, cv)
         x = x + self.cproj(c.transpose(1, 2).reshape(b, f * t, d)).reshape(b, f, t, d)
-        h = self.norm2(x) * (1 + sc2) + sh2
-        return x + g2 * self.ffn(h)
+        return torch.addcmul(x, g2, self.ffn(torch.addcmul(sh2, self.norm2(x), 1 + sc2)))
 
 
 class CausalVideoDiT(nn.Module):
-    """Velocity model v(x_t, t, prompt) over frames; per-frame t; attention routed through a context."""
+    """Clean-frame model x0(x_t, t, prompt) over frames; per-frame t; attention routed through a context."""
 
     def __init__(self, cfg: GenModelConfig) -> None:
         super().__init__()
@@ -198,7 +199,7 @@ class CausalVideoDiT(nn.Module):
         return self.rope.for_grid(height // p, width // p)
 
     def forward(self, x: Tensor, t: Tensor, text: Tensor, ctx: AttentionContext) -> Tensor:
-        """x: [B, F, C, H, W] noisy frames, t: [B, F] noise levels, text: [B, L, d] -> velocity like x."""
+        """x: [B, F, C, H, W] noisy frames, t: [B, F] noise levels, text: [B, L, d] -> predicted x0 like x."""
         b, f, c, hh, ww = x.shape
         p = self.cfg.patch
         gh, gw = hh // p, ww // p
@@ -209,5 +210,5 @@ class CausalVideoDiT(nn.Module):
         for blk in self.blocks:
             h = blk(h, mod, text, ctx)
         sh, sc = (self.out_mod(F.silu(temb)).unflatten(-1, (2, -1)) + self.out_table).unsqueeze(3).unbind(2)
-        out = self.head(self.norm_out(h) * (1 + sc) + sh)  # [B, F, T, C*p*p]
+        out = self.head(torch.addcmul(sh, self.norm_out(h), 1 + sc))  # [B, F, T, C*p*p]
         return out.reshape(b, f, gh, gw, c, p, p).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, f, c, hh, ww)

@@ -1,6 +1,10 @@
 """Flow matching with a timestep shift: the noising path, the training target and an Euler step.
 
-Path: x_t = (1 - t) x_0 + t eps, t in [0, 1] (1 = pure noise); the model predicts v = eps - x_0.
+Path: x_t = (1 - t) x_0 + t eps, t in [0, 1] (1 = pure noise). The model predicts the clean frame x_0
+(x-prediction: a pixel-space patch of 8x8x3 = 192 values is wider than the tiny model's hidden width,
+and clean frames live on a low-dimensional manifold while noise does not, so predicting x_0 passes
+through the bottleneck where predicting v = eps - x_0 cannot). The sampler steps along the flow with
+the velocity implied by x_0: from t to t' the state becomes x_0 + (t'/t)(x_t - x_0).
 Shift s > 1 spends more of the schedule at high noise: t' = s t / (1 + (s - 1) t) (SD3 / Wan).
 Math only: no model, no cache. Every function works per frame (t broadcasts over [B, F]).
 """
@@ -21,10 +25,6 @@ def noise_to(x0: Tensor, eps: Tensor, t: Tensor) -> Tensor:
     return (1 - tt) * x0 + tt * eps
 
 
-def velocity_target(x0: Tensor, eps: Tensor) -> Tensor:
-    return eps - x0
-
-
 def timesteps(steps: int, shift: float, start: float = 1.0) -> Tensor:
     """Descending noise levels [steps + 1] from `start` (shifted) to 0, for `steps` Euler steps."""
     if steps < 1:
@@ -32,11 +32,8 @@ def timesteps(steps: int, shift: float, start: float = 1.0) -> Tensor:
     return shift_t(torch.linspace(start, 0.0, steps + 1, dtype=torch.float64), shift).float()
 
 
-def euler(x: Tensor, v: Tensor, t_from: Tensor, t_to: Tensor) -> Tensor:
-    """One Euler step of dx/dt = v from t_from to t_to (per frame: [B, F])."""
-    return x + (t_to - t_from)[..., None, None, None].to(x.dtype) * v
-
-
-def predict_x0(x: Tensor, v: Tensor, t: Tensor) -> Tensor:
-    """The clean frame the velocity points at: x_0 = x_t - t v."""
-    return x - t[..., None, None, None].to(x.dtype) * v
+def step(x: Tensor, x0: Tensor, t_from: Tensor, t_to: Tensor) -> Tensor:
+    """One Euler step from t_from > 0 to t_to along v = (x - x0) / t_from (t per frame: [B, F] or scalar)."""
+    r = (t_to / t_from).to(x.dtype)
+    r = r[..., None, None, None] if r.ndim else r
+    return x0 + r * (x - x0)

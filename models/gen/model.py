@@ -41,7 +41,7 @@ class GenSpec:
 
 
 class GenModel(nn.Module):
-    """Prompt ids -> token states; (frames, per-frame t, token states, context) -> velocity."""
+    """Prompt ids -> token states; (frames, per-frame t, token states, context) -> predicted clean frames."""
 
     def __init__(self, spec: GenSpec) -> None:
         super().__init__()

@@ -56,10 +56,18 @@ class GridRope:
         self._cache[key] = out
         return out
 
+    def tables(self, frame_pos: Tensor, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+        """cos, sin: [F*T, D/2] for frames at `frame_pos` (memoised: positions repeat every block)."""
+        return self._cos_sin(frame_pos, dtype, device)
+
     def __call__(self, x: Tensor, frame_pos: Tensor) -> Tensor:
         """x: [..., F*T, D] -> rotated copy, same shape and dtype."""
         cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
-        cos, sin = self._cos_sin(frame_pos, cdt, x.device)
-        xp = x.to(cdt).unflatten(-1, (-1, 2))
-        a, b = xp[..., 0], xp[..., 1]
-        return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2).to(x.dtype)
+        return apply_rope(x, *self._cos_sin(frame_pos, cdt, x.device))
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate consecutive channel pairs of x: [..., N, D] by angles given as cos, sin: [N, D/2]."""
+    xp = x.to(cos.dtype).unflatten(-1, (-1, 2))
+    a, b = xp[..., 0], xp[..., 1]
+    return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2).to(x.dtype)

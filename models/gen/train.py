@@ -1,0 +1,138 @@
+"""Training of the built-in generator: flow matching with per-block independent noise (diffusion forcing).
+
+Each step draws shapes-world clips (data.py), a block size (1 or 2 frames) and, per clip, one of two
+noise patterns: independent shifted noise levels per block (covers rolling-window and stream-batch
+ladders) or an autoregressive pattern (blocks before k clean, block k noisy, later blocks pure noise:
+the sequential block loop's regime). The DiT runs one dense forward under the block-causal frame mask;
+the loss is the MSE of the predicted clean frames over frames that carry noise. Weights are averaged (EMA) and the EMA copy is
+what gets saved. Reproducible: one seed drives the data, the noise and the initialisation.
+Owns: the training loop and its record. Does not know the streaming engine.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from streamrt.models.gen.data import ClipConfig, ClipSampler
+from streamrt.models.gen.dit import DenseContext, GenModelConfig, block_causal_mask
+from streamrt.models.gen.flow import noise_to, shift_t
+from streamrt.models.gen.model import GenModel, GenSpec
+from streamrt.models.gen.text import shapes_world_vocab
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class GenTrainConfig:
+    """Everything that determines a training run (same config -> same weights on the same machine)."""
+
+    seed: int = 0
+    steps: int = 1300
+    batch: int = 8
+    lr: float = 8e-4
+    warmup: int = 100
+    weight_decay: float = 0.01
+    ema: float = 0.995
+    shift: float = 3.0
+    """Flow-matching timestep shift (training noise levels and the sampler's)."""
+    ar_pattern_p: float = 0.5
+    """Share of clips with the autoregressive noise pattern (the rest: independent per block)."""
+    block_sizes: tuple[int, ...] = (1, 2)
+    ckpt_every: int = 200
+    model: GenModelConfig = field(
+        default_factory=lambda: GenModelConfig(dim=96, heads=4, layers=4, ffn_mult=3)
+    )
+    clips: ClipConfig = field(default_factory=ClipConfig)
+
+
+def _noise_levels(
+    n_blocks: int, block: int, batch: int, ar_p: float, shift: float, g: torch.Generator
+) -> torch.Tensor:
+    """Per-frame noise levels [batch, n_blocks * block] (0 = clean)."""
+    u = shift_t(torch.rand(batch, n_blocks, generator=g), shift)  # independent per block
+    ar = torch.rand(batch, generator=g) < ar_p
+    k = torch.randint(0, n_blocks, (batch,), generator=g)
+    idx = torch.arange(n_blocks)
+    t_k = u.gather(1, k[:, None])
+    ar_t = torch.where(idx < k[:, None], 0.0, torch.where(idx == k[:, None], t_k, 1.0))
+    t = torch.where(ar[:, None], ar_t, u)
+    return t.repeat_interleave(block, dim=1)
+
+
+def train(cfg: GenTrainConfig, out: Path, *, progress: bool = True) -> GenModel:
+    """Train from scratch and save the EMA model to `out` (also every `ckpt_every` steps)."""
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    vocab = shapes_world_vocab()
+    mcfg = GenModelConfig(**{**asdict(cfg.model), "vocab_size": len(vocab)})
+    size = cfg.clips.size
+    record: dict[str, object] = {"config": _jsonable(asdict(cfg)), "command": "streamrt train gen"}
+    model = GenModel(GenSpec(mcfg, vocab, size, size, cfg.shift, record)).train()
+    ema = copy.deepcopy(model).eval()
+    record = ema.spec.train  # the saved copy's record (deepcopy made it a separate dict)
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    batches = _prefetch(ClipSampler(cfg.clips, cfg.seed), cfg.batch, cfg.steps)
+    grid = model.dit.grid(size, size)
+    n_frames = cfg.clips.frames
+    t0, losses = time.perf_counter(), []
+    bar = tqdm(range(cfg.steps), desc="train gen", unit="step", disable=not progress)
+    for step in bar:
+        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * (0.55 + 0.45 * math.cos(math.pi * step / cfg.steps))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x0, prompts = batches.get()  # x0: [B, F, 3, H, W]
+        block = cfg.block_sizes[int(torch.randint(len(cfg.block_sizes), (1,), generator=g))]
+        n_blocks = n_frames // block
+        x0 = x0[:, : n_blocks * block]
+        t = _noise_levels(n_blocks, block, cfg.batch, cfg.ar_pattern_p, cfg.shift, g)  # [B, F]
+        eps = torch.randn(x0.shape, generator=g)
+        ctx = DenseContext(grid, torch.arange(x0.shape[1]), block_causal_mask([block] * n_blocks))
+        pred = model(noise_to(x0, eps, t), t, model.encode_prompts(prompts), ctx)  # predicted x0
+        w = (t > 0).float()[..., None, None, None]  # clean frames carry no target
+        loss = ((pred - x0) ** 2 * w).sum() / (w.sum() * pred[0, 0].numel()).clamp(min=1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            decay = min(cfg.ema, (1 + step) / (10 + step))
+            for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+                pe.lerp_(pm, 1 - decay)
+        losses.append(loss.item())  # host sync: once per step, for the record and the bar
+        bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", lr=f"{lr:.1e}")
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
+            record |= {"steps_done": step + 1, "wall_s": round(time.perf_counter() - t0, 1)}
+            record["loss_last50"] = round(sum(losses[-50:]) / len(losses[-50:]), 5)
+            ema.save(out)
+            log.info("step %d: checkpoint saved to %s", step + 1, out)
+    return ema
+
+
+def _prefetch(sampler: ClipSampler, batch: int, steps: int) -> queue.Queue[tuple[torch.Tensor, list[str]]]:
+    """Render batches in a thread, two ahead (bounded queue; the producer blocks, nothing is dropped)."""
+    q: queue.Queue[tuple[torch.Tensor, list[str]]] = queue.Queue(maxsize=2)
+
+    def produce() -> None:
+        for _ in range(steps):
+            q.put(sampler.batch(batch))
+
+    threading.Thread(target=produce, name="gen-data", daemon=True).start()
+    return q
+
+
+def _jsonable(d: dict[str, object]) -> dict[str, object]:
+    return {
+        k: _jsonable(v) if isinstance(v, dict) else list(v) if isinstance(v, tuple) else v
+        for k, v in d.items()
+    }
