@@ -110,12 +110,10 @@ def test_vl_streaming_equals_monolithic(tiny, video_pixels, kind):
     assert cache.memory().evictions == 0
 
 
-@pytest.mark.parametrize("kind", ["qwen2_vl", "qwen2_5_vl"])
-def test_vl_position_table_matches_rope_index(tiny, video_pixels, kind):
-    model = tiny(kind)
-    _, cache = vl_stream(model, VL_PLAN, video_pixels)
+def rope_index(model, plan) -> torch.Tensor:
+    """The model's own M-RoPE positions for a plan: [3, S]."""
     ids, types, grids = [], [], []
-    for item in VL_PLAN:
+    for item in plan:
         if item[0] == "text":
             ids += item[2]
             types += [0] * len(item[2])
@@ -124,11 +122,22 @@ def test_vl_position_table_matches_rope_index(tiny, video_pixels, kind):
             ids += [VIDEO_TOKEN] * n
             types += [2] * n
             grids.append(item[1])
-    kw = {"second_per_grid_ts": torch.tensor([0.5] * len(grids))} if "qwen2_5" in kind else {}
+    kw = (
+        {"second_per_grid_ts": torch.tensor([0.5] * len(grids))}
+        if "qwen2_5" in model.config.model_type
+        else {}
+    )
     ref, _ = model.model.get_rope_index(
         torch.tensor([ids]), torch.tensor([types]), video_grid_thw=torch.tensor(grids), **kw
     )
-    assert torch.equal(cache.positions(), ref[:, 0])
+    return ref[:, 0]
+
+
+@pytest.mark.parametrize("kind", ["qwen2_vl", "qwen2_5_vl"])
+def test_vl_position_table_matches_rope_index(tiny, video_pixels, kind):
+    model = tiny(kind)
+    _, cache = vl_stream(model, VL_PLAN, video_pixels)
+    assert torch.equal(cache.positions(), rope_index(model, VL_PLAN))
 
 
 @pytest.mark.parametrize("kind", ["llama", "qwen2"])
@@ -238,7 +247,7 @@ def test_compact_eviction_equals_from_scratch_mrope(tiny, video_pixels, policy):
     kept_plan = [plan[0], *plan[2:]]  # the evicted chunk A gone; the model re-derives all positions
     fresh = vl_monolithic(model, kept_plan, video_pixels)
     assert (outs[-1] - fresh[:, -8:]).abs().max().item() <= TOL
-    assert cache.positions().shape[1] == fresh.shape[1]
+    assert torch.equal(cache.positions(), rope_index(model, kept_plan))  # compacted == fresh rope index
 
 
 @pytest.mark.parametrize("kind", ["llama", "qwen2_vl"])
