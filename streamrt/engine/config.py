@@ -1,0 +1,96 @@
+"""`EngineConfig`: everything that shapes one understanding session, one frozen dataclass with presets.
+
+Owns no state. The model's own stream settings (fps, frames per chunk, frame size) come from the
+adapter unless overridden here; cache sizes and retention come from `streamrt.cache`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from streamrt.cache import RetentionPolicy, StreamCacheConfig
+from streamrt.engine.errors import EngineError
+from streamrt.engine.policy import (
+    CutResponse,
+    DeadlinePolicy,
+    FinishResponse,
+    ResponsePolicy,
+    SilenceThreshold,
+)
+
+PRESETS = ("default", "exact")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """How a session samples, drops tokens, caches, decides to speak and meets deadlines."""
+
+    fps: float | None = None
+    """Frames per second fed to the model (None: the adapter's)."""
+    frames_per_chunk: int | None = None
+    """Frames per chunk (None: the adapter's; must match what its vision encoder takes)."""
+    drop_threshold: float | None = 0.9
+    """Differential token drop: a visual token whose cosine similarity to the same (h, w) token of the
+    previous frame exceeds this is dropped. None: no drop at all (every token kept)."""
+    token_budget: int | None = None
+    """At most this many visual tokens kept per chunk (least similar first); None: no cap."""
+    cache: StreamCacheConfig = field(
+        default_factory=lambda: StreamCacheConfig(
+            capacity=4096, retention=RetentionPolicy(sink_tokens=16, text_window=256, vision_chunks=8)
+        )
+    )
+    """StreamCache size, retention (sinks, text window, vision chunks) and position policy."""
+    response: ResponsePolicy = field(default_factory=SilenceThreshold)
+    """When to comment (questions are always answered)."""
+    on_deadline: DeadlinePolicy = field(default_factory=CutResponse)
+    """What a response does when it reaches the current chunk's deadline."""
+    deadline_s: float | None = None
+    """Budget per chunk, from the moment it is ready to its outputs (None: the chunk's duration, i.e.
+    keep up with real time)."""
+    max_commentary_tokens: int = 40
+    """Longest commentary (tokens, stop token excluded)."""
+    max_answer_tokens: int = 40
+    """Longest answer."""
+    system_prompt: str | None = None
+    """System prompt (None: the model template's default)."""
+    chunk_queue: int = 4
+    """Bound of the queue of sampled chunks waiting for the vision encoder."""
+    encoded_queue: int = 2
+    """Bound of the queue of encoded chunks waiting for the language model."""
+    max_pending_questions: int = 256
+    """Questions waiting for a chunk boundary (more are refused with E_ENGINE_ASK_FULL)."""
+
+    def __post_init__(self) -> None:
+        bad = []
+        if self.fps is not None and self.fps <= 0:
+            bad.append(f"fps {self.fps} <= 0")
+        if self.frames_per_chunk is not None and self.frames_per_chunk < 1:
+            bad.append(f"frames_per_chunk {self.frames_per_chunk} < 1")
+        if self.token_budget is not None and self.token_budget < 1:
+            bad.append(f"token_budget {self.token_budget} < 1")
+        if self.deadline_s is not None and self.deadline_s <= 0:
+            bad.append(f"deadline_s {self.deadline_s} <= 0")
+        if min(self.max_commentary_tokens, self.max_answer_tokens) < 1:
+            bad.append("max tokens < 1")
+        if min(self.chunk_queue, self.encoded_queue, self.max_pending_questions) < 1:
+            bad.append("queue bounds < 1")
+        if bad:
+            raise EngineError("E_ENGINE_CONFIG", "bad EngineConfig: " + "; ".join(bad))
+
+    def replace(self, **changes: object) -> EngineConfig:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @staticmethod
+    def preset(name: str, **overrides: object) -> EngineConfig:
+        """- "default": token drop at 0.9, silence threshold 0.5, responses cut at the deadline.
+        - "exact": reproducible output whatever the machine's speed: deadlines never stop decoding."""
+        if name == "default":
+            base = EngineConfig()
+        elif name == "exact":
+            base = EngineConfig(on_deadline=FinishResponse())
+        else:
+            raise EngineError(
+                "E_ENGINE_CONFIG", f"unknown engine preset {name!r}; known: {', '.join(PRESETS)}"
+            )
+        return base.replace(**overrides) if overrides else base

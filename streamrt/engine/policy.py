@@ -1,0 +1,117 @@
+"""Policies of the understanding engine, as classes: when to speak, and what a response that runs
+into the next frame deadline does.
+
+Response policies see one `Signal` per chunk (after its prefill) and return the reason to speak, or
+None to stay silent:
+- `SilenceThreshold`: speak when the probability of the silence token, read from the next-token
+  distribution the chunk's prefill already produced, is below a threshold (VideoLLM-online).
+- `Schedule`: speak every `every_s` seconds of stream time.
+- `SceneChange`: speak when the chunk's frames differ from the previous frame by more than `min_change`.
+- `AnyOf`: the first of several that fires.
+
+Deadline policies (what happens when decoding reaches the current chunk's deadline):
+- `CutResponse`: close the response there (the turn ends with the stop token; reason "deadline").
+- `ResumeResponse`: suspend it; the next chunk is prefilled, then decoding resumes from where it
+  stopped (StreamingVLM-style interleaving; the next chunk's own decision is skipped).
+- `FinishResponse`: ignore the deadline (deterministic output; misses are still recorded).
+
+Policies hold thresholds only; they do not touch models or caches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """What a response policy may read about a chunk, right after its prefill."""
+
+    t: float
+    """Stream time at the end of the chunk."""
+    p_silence: float
+    """Probability of the silence token after the chunk (1.0 when the model has no silence token
+    and the argmax is a stop token; 0.0 when it has none and would speak)."""
+    change: float
+    """Scene change: 1 - the lowest cosine similarity between consecutive frames' mean visual
+    features across the chunk (its first frame against the previous chunk's last); 0 for the first chunk."""
+    last_spoke: float | None
+    """Stream time of the last commentary, None before the first."""
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceThreshold:
+    """Speak when P(silence) < threshold."""
+
+    threshold: float = 0.5
+
+    def decide(self, s: Signal) -> str | None:
+        return "model" if s.p_silence < self.threshold else None
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Speak every `every_s` seconds of stream time (the first chunk included)."""
+
+    every_s: float = 5.0
+
+    def decide(self, s: Signal) -> str | None:
+        due = s.last_spoke is None or s.t - s.last_spoke >= self.every_s - 1e-9
+        return "schedule" if due else None
+
+
+@dataclass(frozen=True, slots=True)
+class SceneChange:
+    """Speak when the chunk's scene change exceeds `min_change` (a cut, a big entrance)."""
+
+    min_change: float = 0.2
+
+    def decide(self, s: Signal) -> str | None:
+        return "scene_change" if s.change > self.min_change else None
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    """The first of `policies` that fires."""
+
+    policies: tuple[SilenceThreshold | Schedule | SceneChange, ...]
+
+    def decide(self, s: Signal) -> str | None:
+        for p in self.policies:
+            reason = p.decide(s)
+            if reason is not None:
+                return reason
+        return None
+
+
+ResponsePolicy = SilenceThreshold | Schedule | SceneChange | AnyOf
+
+
+@dataclass(frozen=True, slots=True)
+class CutResponse:
+    """At the deadline the response ends (reason "deadline")."""
+
+    name: ClassVar[Literal["cut"]] = "cut"
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeResponse:
+    """At the deadline the response is suspended and resumes after the next chunk's prefill."""
+
+    name: ClassVar[Literal["resume"]] = "resume"
+
+
+@dataclass(frozen=True, slots=True)
+class FinishResponse:
+    """Deadlines never stop decoding (reproducible runs; misses are recorded)."""
+
+    name: ClassVar[Literal["finish"]] = "finish"
+
+
+DeadlinePolicy = CutResponse | ResumeResponse | FinishResponse
+DEADLINE_POLICIES: dict[str, DeadlinePolicy] = {
+    "cut": CutResponse(),
+    "resume": ResumeResponse(),
+    "finish": FinishResponse(),
+}

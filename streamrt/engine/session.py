@@ -1,0 +1,198 @@
+"""The language-model side of one session: chunk prefill, the response decision, streamed decoding
+under a deadline, questions at chunk boundaries, and the text memory.
+
+`Session` owns the StreamCache (through the adapter's `new_cache`; sinks = the system prompt, a
+recent text window, a window of whole vision chunks, evictions by the cache's retention policy), the
+response counter, the stream time of the last commentary and a suspended response (deadline policy
+"resume"). Per chunk (`process`): prefill the kept visual tokens (the adapter stamps the segment
+with its time and kept mask) -> read P(silence) from the logits the prefill produced -> the response
+policy decides -> either the silence token enters the history, or a commentary is decoded token by
+token as `TextDelta`s and closed with the stop token (so it stays in the cache as text memory) ->
+questions due by the chunk's end are answered as user turns. Decoding checks the chunk's deadline
+between tokens and applies the deadline policy. Greedy decoding throughout.
+
+It does not know threads, queues, sources or clocks: callers pass the capture time and deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from streamrt.engine.config import EngineConfig
+from streamrt.engine.policy import CutResponse, ResumeResponse, Signal
+from streamrt.engine.types import (
+    ChunkDone,
+    EncodedChunk,
+    EndReason,
+    Output,
+    Question,
+    ResponseEnd,
+    ResponseKind,
+    TextDelta,
+)
+from streamrt.models.vlm import VLMAdapter
+
+
+@dataclass(slots=True)
+class _Response:
+    """A response being decoded (mutable while it runs)."""
+
+    segment: int
+    kind: ResponseKind
+    t: float
+    trigger: str
+    capture: float
+    next_token: int
+    ids: list[int]
+    text: str
+    question: Question | None = None
+
+
+class Session:
+    """One stream's language-model state (see module docstring)."""
+
+    def __init__(self, adapter: VLMAdapter, config: EngineConfig | None = None) -> None:
+        self.adapter = adapter
+        self.config = config or EngineConfig()
+        self.special = adapter.special
+        self._turn_end = adapter.turn_end_ids()
+        self.cache = adapter.new_cache(self.config.cache)
+        self._segments = 0
+        self.last_spoke: float | None = None
+        self._suspended: _Response | None = None
+        self._waiting: list[Question] = []
+        with torch.inference_mode():
+            adapter.prefill_text(self.cache, adapter.system_ids(self.config.system_prompt), kind="system")
+
+    @property
+    def store(self):  # -> StreamCache
+        """The StreamCache (segments, positions, memory report)."""
+        return self.cache.store
+
+    # ---- per chunk -----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def process(
+        self, enc: EncodedChunk, questions: list[Question], capture: float, deadline: float
+    ) -> Iterator[Output]:
+        """Prefill one encoded chunk, decide, respond, answer `questions` (due by the chunk's end)."""
+        chunk = enc.chunk
+        t0 = time.perf_counter()
+        logits = self.adapter.prefill_vision(self.cache, enc.vision, enc.kept)  # [V] fp32
+        prefill_s = time.perf_counter() - t0
+        p_silence = self._p_silence(logits)
+        self._waiting.extend(questions)
+        reason = None
+        if self._suspended is None:
+            reason = self.config.response.decide(Signal(chunk.t_end, p_silence, enc.change, self.last_spoke))
+        first = self._first_token(logits) if reason is not None else None
+        spoke = first is not None
+        if not spoke and self._suspended is None:
+            self._silence()
+        now = time.monotonic()
+        yield ChunkDone(
+            chunk.index, chunk.t_start, chunk.t_end, enc.total_tokens, enc.kept_tokens, p_silence,
+            spoke, capture, now, now <= deadline, enc.encode_s, prefill_s,
+        )  # fmt: skip
+        if self._suspended is not None:
+            resp, self._suspended = self._suspended, None
+            yield from self._decode(resp, deadline)
+        elif first is not None and reason is not None:
+            self.last_spoke = chunk.t_end
+            resp = self._start("commentary", chunk.t_end, reason, capture, first)
+            yield from self._decode(resp, deadline)
+        yield from self._answer_waiting(chunk.t_end, capture, deadline)
+
+    @torch.inference_mode()
+    def finish(self, t: float, capture: float) -> Iterator[Output]:
+        """End of stream: complete a suspended response and answer every question still waiting."""
+        if self._suspended is not None:
+            resp, self._suspended = self._suspended, None
+            yield from self._decode(resp, float("inf"), end_of_stream=True)
+        yield from self._answer_waiting(t, capture, float("inf"))
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _p_silence(self, logits: torch.Tensor) -> float:
+        sid = self.special.silence_id
+        if sid is None:
+            return 1.0 if int(logits.argmax()) in self.special.stop_ids else 0.0  # host sync
+        return float(torch.softmax(logits.float(), -1)[sid])  # host sync: one scalar per chunk
+
+    def _first_token(self, logits: torch.Tensor) -> int | None:
+        """Greedy first token of a response with silence excluded; None if it would be a stop token."""
+        if self.special.silence_id is not None:
+            logits = logits.clone()
+            logits[self.special.silence_id] = float("-inf")
+        tok = int(logits.argmax())  # host sync
+        return None if tok in self.special.stop_ids else tok
+
+    def _silence(self) -> None:
+        if self.special.silence_id is not None:
+            self.adapter.prefill_text(self.cache, [self.special.silence_id], kind="assistant")
+
+    def _start(
+        self,
+        kind: ResponseKind,
+        t: float,
+        trigger: str,
+        capture: float,
+        first: int,
+        q: Question | None = None,
+    ) -> _Response:
+        self._segments += 1
+        return _Response(self._segments, kind, t, trigger, capture, first, [], "", q)
+
+    def _answer_waiting(self, t: float, capture: float, deadline: float) -> Iterator[Output]:
+        while self._waiting and self._suspended is None:
+            q = self._waiting.pop(0)
+            ids = self.adapter.user_ids(q.text)
+            logits = self.adapter.prefill_text(self.cache, ids, kind="user", timestamp=t)
+            first = self._first_token(logits)
+            resp = self._start(
+                "answer", t, "question", capture, first if first is not None else self.special.eos_id, q
+            )
+            yield from self._decode(resp, deadline)
+
+    def _decode(self, r: _Response, deadline: float, end_of_stream: bool = False) -> Iterator[Output]:
+        """Greedy decode from `r.next_token` until a stop token, the length cap or the deadline."""
+        cap = self.config.max_commentary_tokens if r.kind == "commentary" else self.config.max_answer_tokens
+        policy = self.config.on_deadline
+        reason: EndReason
+        while True:
+            tok = r.next_token
+            if tok in self.special.stop_ids:
+                reason = "eos"
+                break
+            if len(r.ids) >= cap:
+                reason = "max_tokens"
+                break
+            if time.monotonic() >= deadline:
+                if isinstance(policy, CutResponse):
+                    reason = "deadline"
+                    break
+                if isinstance(policy, ResumeResponse):
+                    self._suspended = r
+                    return
+            r.ids.append(tok)
+            text = self.adapter.decode(r.ids)
+            if text.startswith(r.text) and len(text) > len(r.text):
+                now = time.monotonic()
+                yield TextDelta(
+                    r.segment, r.kind, text[len(r.text) :], r.t, r.capture, now, now <= deadline,
+                    r.question.id if r.question else None,
+                )  # fmt: skip
+                r.text = text
+            logits = self.adapter.decode_step(self.cache, tok)  # [V]
+            r.next_token = int(logits.argmax())  # host sync: one per generated token
+        stop = r.next_token if reason == "eos" else self.special.eos_id
+        self.adapter.prefill_text(self.cache, [stop, *self._turn_end], kind="assistant")
+        now = time.monotonic()
+        yield ResponseEnd(
+            r.segment, r.kind, self.adapter.decode(r.ids).strip(), r.t, len(r.ids),
+            "end_of_stream" if end_of_stream and reason == "deadline" else reason, r.trigger,
+            r.capture, now, now <= deadline, r.question.id if r.question else None,
+            r.question.text if r.question else None,
+        )  # fmt: skip
