@@ -1,0 +1,184 @@
+"""The speculative decode loop: one round = ask a drafter for k tokens, run one target forward over
+[pending, d_1..d_k], verify, keep the accepted rows by moving the cache's length pointer back.
+
+Owns the session `History`, the planner (acceptance per drafter, draft length) and the round loop.
+With no drafters it is plain decoding through the same target path. Guarantees:
+- lossless: greedy output equals plain greedy; sampled output has the target's distribution
+  (`streamrt.spec.verify`);
+- speculation never spans an eviction: a round appends at most `Target.room()` rows (what plain
+  decoding could append before the retention policy evicts); when no room is left the round is a
+  plain step, whose append evicts exactly as plain decoding would;
+- pre-emptable: the deadline (a monotonic time or a callable returning True when expired) is checked
+  between rounds, so a call stops within one round of it.
+
+After a call the cache holds the context and every emitted token except the last one, which is the
+decoder's `pending` token (fed by the next call, or by `commit_pending`). Does not know how the
+context got into the cache (the engine prefills prompt and vision).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+from streamrt.cache import CacheError
+
+from streamrt.spec.adaptive import Planner
+from streamrt.spec.drafter import Drafter, History
+from streamrt.spec.sampling import choose
+from streamrt.spec.target import Target
+from streamrt.spec.types import DecodeResult, Proposal, RoundStats, SamplingParams, SpecConfig, SpecError, StopReason
+from streamrt.spec.verify import verify
+
+Deadline = float | Callable[[], bool] | None
+"""A `time.monotonic()` instant, a callable returning True once expired, or None (no deadline)."""
+
+
+def _expired(deadline: Deadline) -> bool:
+    if deadline is None:
+        return False
+    if callable(deadline):
+        return bool(deadline())
+    return time.monotonic() >= deadline
+
+
+class SpeculativeDecoder:
+    """Lossless speculative decoding over a `Target` with any number of drafters (see module doc).
+
+    Several drafters form a combiner: each round the planner ranks them by expected tokens per second
+    (measured acceptance, verify-cost curve, drafting cost) and the best one with a proposal drafts.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        drafters: Sequence[Drafter] = (),
+        config: SpecConfig | None = None,
+        history: History | None = None,
+    ) -> None:
+        self.target = target
+        self.drafters = list(drafters)
+        self.config = config or SpecConfig()
+        self.history = history if history is not None else History()
+        self.planner = Planner(self.config, target.cost)
+        self.pending: int | None = None
+
+    def observe(self, ids: Sequence[int]) -> None:
+        """Add context text the model saw (prompt, question) to the history drafters read."""
+        self.history.extend(list(ids))
+
+    def commit_pending(self) -> torch.Tensor:
+        """Feed the pending token into the cache; returns its logits [V]."""
+        if self.pending is None:
+            raise SpecError("E_SPEC_NO_PENDING", "no pending token")
+        logits = self.target.forward([self.pending])[-1]
+        self.pending = None
+        return logits
+
+    def generate(
+        self,
+        logits: torch.Tensor,
+        *,
+        max_new_tokens: int,
+        params: SamplingParams | None = None,
+        eos: int | Sequence[int] | None = None,
+        deadline: Deadline = None,
+        generator: torch.Generator | None = None,
+    ) -> DecodeResult:
+        """Decode after a context whose next-token logits [V] are given (the prefill's last row).
+
+        The cache must hold that context (and nothing pending). Returns the emitted tokens (the EOS
+        included when it stopped the call), why it stopped, and the round statistics.
+        """
+        params = params or SamplingParams()
+        eos_set = {eos} if isinstance(eos, int) else set(eos or ())
+        stats = RoundStats()
+        if self.pending is not None:
+            raise SpecError("E_SPEC_PENDING", "a pending token is not in the cache: call commit_pending()")
+        if self.drafters and not self.target.cost_curve and self.target.room() > self.config.max_draft + 1:
+            self.target.measure_costs(self.config.max_draft + 1)
+        out: list[int] = [choose(logits, params, generator)]
+        self.history.extend(out)
+        stop: StopReason = "length"
+        while True:
+            if out[-1] in eos_set:
+                stop = "eos"
+                break
+            if len(out) >= max_new_tokens:
+                break
+            if _expired(deadline):
+                stop, stats.preempted = "deadline", True
+                break
+            limit = min(self.target.room(), max_new_tokens - len(out)) - 1
+            try:
+                emitted = self._round(out[-1], limit, params, eos_set, generator, stats)
+            except CacheError as e:
+                if e.code != "E_CACHE_FULL":
+                    raise
+                stop = "capacity"
+                break
+            out += emitted
+            self.history.extend(emitted)
+        self.pending = out[-1]
+        stats.tokens = len(out)
+        return DecodeResult(tuple(out), stop, stats)
+
+    def _round(
+        self,
+        pending: int,
+        limit: int,
+        params: SamplingParams,
+        eos: set[int],
+        generator: torch.Generator | None,
+        stats: RoundStats,
+    ) -> list[int]:
+        """One target forward; returns the tokens it emits (1..k+1 with k <= limit), trimmed at EOS and
+        at limit + 1. limit < 1: a plain step (its append may evict, exactly as plain decoding's)."""
+        name, prop = self._draft(limit, params, generator)
+        k = len(prop.tokens)
+        cache = self.target.cache
+        mark = cache.begin_speculation() if k else cache.length
+        t0 = time.perf_counter()
+        target_logits = self.target.forward([pending, *prop.tokens])  # [k + 1, V]
+        verdict = verify(prop.tokens, target_logits, params, prop.q, generator)
+        dt = time.perf_counter() - t0
+        emitted = [*prop.tokens[: verdict.accepted], verdict.token]
+        for i, tok in enumerate(emitted):
+            if tok in eos:
+                emitted = emitted[: i + 1]
+                break
+        if k:
+            emitted = emitted[: limit + 1]
+            # keep rows of pending + emitted[:-1]; the last emitted token becomes the next pending one
+            cache.rollback(mark + len(emitted))  # pointer move; also ends the speculation
+        self.target.observe_cost(k + 1, dt)
+        stats.rounds += 1
+        stats.verify_seconds += dt
+        stats.draft_seconds += prop.seconds
+        if name:
+            self.planner.observe(name, k, verdict.accepted)
+            stats.drafted += k
+            stats.accepted += verdict.accepted
+            row = stats.by_drafter.setdefault(name, [0, 0, 0])
+            row[0] += 1
+            row[1] += k
+            row[2] += verdict.accepted
+        return emitted
+
+    def _draft(self, limit: int, params: SamplingParams, generator: torch.Generator | None) -> tuple[str, Proposal]:
+        """Ask drafters in order of expected gain; ('', empty) means a plain step."""
+        if limit < self.config.min_draft:
+            return "", Proposal(())
+        plans = [(self.planner.plan(d.name, d.seconds_per_token, limit), d) for d in self.drafters]
+        plans.sort(key=lambda pd: -pd[0].rate)
+        spent = 0.0
+        for plan, d in plans:
+            if plan.k == 0:
+                break
+            prop = d.propose(self.history, plan.k, params, generator)
+            spent += prop.seconds
+            if prop.tokens:
+                return d.name, Proposal(prop.tokens, prop.q, spent)
+        return "", Proposal((), None, spent)

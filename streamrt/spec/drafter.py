@@ -1,0 +1,71 @@
+"""The drafter interface and the session history every drafter reads.
+
+`History` owns the token ids the session has seen and said, in order (prompt, questions, previous
+responses, the response being decoded; vision tokens are not text and are left out), plus an
+incremental n-gram index over them. A `Drafter` proposes draft tokens after the history's last token;
+it never touches the target's cache state (a drafter that writes scratch rows beyond the cache's
+length, like self-speculation, leaves `length` and every valid row as they were).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from streamrt.spec.types import Proposal, SamplingParams
+
+
+class History:
+    """Append-only token history of one session with an n-gram index (most recent occurrence)."""
+
+    def __init__(self, min_n: int = 1, max_n: int = 4) -> None:
+        self.tokens: list[int] = []
+        self.min_n = min_n
+        self.max_n = max_n
+        self._index: dict[tuple[int, ...], int] = {}
+        """n-gram -> end (exclusive) of its most recent occurrence that has a continuation."""
+        self._indexed = 0
+        """n-grams ending at positions < this are indexed."""
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def extend(self, ids: list[int] | tuple[int, ...]) -> None:
+        self.tokens.extend(int(t) for t in ids)
+
+    def continuation(self, k: int) -> tuple[int, ...]:
+        """Up to k tokens that followed the most recent earlier occurrence of the longest suffix
+        n-gram (max_n down to min_n); empty when no suffix occurred before."""
+        self._update()
+        h = self.tokens
+        for n in range(min(self.max_n, len(h)), self.min_n - 1, -1):
+            end = self._index.get(tuple(h[len(h) - n :]))
+            if end is not None:
+                return tuple(h[end : end + k])
+        return ()
+
+    def _update(self) -> None:
+        h = self.tokens
+        # index n-grams ending at e for e < len(h) (their continuation token h[e] exists)
+        for e in range(max(self._indexed, 1), len(h)):
+            for n in range(self.min_n, min(self.max_n, e) + 1):
+                self._index[tuple(h[e - n : e])] = e
+        self._indexed = max(self._indexed, len(h))
+
+
+class Drafter(Protocol):
+    """Proposes draft tokens following `history.tokens[-1]` (the token the target consumes next)."""
+
+    name: str
+    deterministic: bool
+    """True: proposals carry no q (one-hot); False: tokens are sampled from the returned q."""
+    seconds_per_token: float
+    """Measured (EMA) drafting time per proposed token; the planner weighs it against the target."""
+
+    def propose(
+        self, history: History, k: int, params: SamplingParams, generator: torch.Generator | None
+    ) -> Proposal: ...
+
+    def reset(self) -> None:
+        """Forget any per-session state (a new session starts)."""

@@ -1,0 +1,96 @@
+"""Draft-model drafter: a small causal LM with the target's tokenizer, kept in step with the session
+history in its own StreamCache (rollback of its rejected drafts is a pointer move there too).
+
+Owns the draft model's cache and the list of token ids its valid rows hold (row i = ids[i]). Each
+round it rolls back to the longest common prefix of those ids and the history, feeds the missing
+history tokens in one forward, then drafts k tokens one at a time. When the history outgrows the
+cache it restarts from the most recent window (positions restart too: only drafting quality can
+change, never the output, which the target verifies). The draft sees text only (no vision tokens).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from streamrt.cache import RetentionPolicy, StreamCacheConfig, stream_cache_for
+
+from streamrt.spec.drafter import History
+from streamrt.spec.sampling import draw, process
+from streamrt.spec.types import Proposal, SamplingParams
+
+
+class ModelDrafter:
+    """A small draft LM (see module docstring)."""
+
+    deterministic = False
+
+    def __init__(
+        self, model: torch.nn.Module, *, capacity: int = 2048, name: str = "draft", max_draft: int = 16
+    ) -> None:
+        self.name = name
+        self.model = model.eval()
+        self.capacity = capacity
+        self.max_draft = max_draft
+        param = next(model.parameters())
+        no_evict = RetentionPolicy(sink_tokens=0, text_window=capacity, vision_chunks=0)
+        self.cache, self.hf = stream_cache_for(
+            model.config,
+            StreamCacheConfig(capacity=capacity, retention=no_evict),
+            dtype=param.dtype,
+            device=param.device,
+        )
+        self.embed = model.get_input_embeddings()
+        self.ids: list[int] = []
+        self.seconds_per_token = 0.0
+
+    def reset(self) -> None:
+        self.cache.rollback(0)
+        self.ids = []
+
+    @torch.no_grad()
+    def _forward(self, ids: list[int]) -> torch.Tensor:
+        pos = self.cache.append("text", len(ids))
+        x = self.embed(torch.tensor([ids], device=self.cache.k.device))  # [1, n, hidden]
+        out = self.model(inputs_embeds=x, position_ids=pos, past_key_values=self.hf, use_cache=True)
+        self.ids.extend(ids)
+        return out.logits[0, -1]  # [V]
+
+    def _sync(self, history: list[int]) -> torch.Tensor:
+        """Bring the cache to hold exactly `history`; return the logits after its last token."""
+        if len(history) + self.max_draft >= self.capacity:
+            self.reset()
+            history = history[-(self.capacity // 2) :]
+        common = 0
+        for a, b in zip(self.ids, history, strict=False):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(history) - 1)  # always re-feed at least the last token for its logits
+        self.cache.rollback(common)
+        del self.ids[common:]
+        return self._forward(history[common:])
+
+    def propose(
+        self, history: History, k: int, params: SamplingParams, generator: torch.Generator | None
+    ) -> Proposal:
+        t0 = time.perf_counter()
+        logits = self._sync(history.tokens)
+        base = len(self.ids)
+        tokens: list[int] = []
+        qs: list[torch.Tensor] = []
+        for i in range(k):
+            if params.greedy:
+                tok = int(logits.argmax())  # host sync: one scalar per draft token
+            else:
+                q = process(logits, params)  # [V]
+                tok = draw(q, generator)
+                qs.append(q)
+            tokens.append(tok)
+            if i + 1 < k:
+                logits = self._forward([tok])
+        self.cache.rollback(base)  # drafts are not history: a pointer move
+        del self.ids[base:]
+        dt = time.perf_counter() - t0
+        self.seconds_per_token = 0.9 * self.seconds_per_token + 0.1 * dt / max(k, 1)
+        return Proposal(tuple(tokens), torch.stack(qs) if qs else None, dt)

@@ -1,0 +1,112 @@
+"""The target model as speculative decoding sees it: a Hugging Face decoder (or the language model of
+a VLM) whose whole context lives in a `StreamCache`, fed text tokens and returning logits.
+
+Owns the model reference, the StreamCache with its `past_key_values` adapter, and the measured
+verify-cost curve (seconds of one target forward of n = 1..N tokens at the current context). Knows
+how many tokens can be appended before the cache's retention policy would evict (speculation never
+spans an eviction); does not know drafters or acceptance rules.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from streamrt.cache import CacheError, HFStreamCache, SegmentKind, StreamCache
+
+from streamrt.spec.types import SpecError
+
+
+class Target:
+    """A target model bound to its StreamCache (the cache holds the context; see module docstring)."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cache: StreamCache,
+        hf_cache: HFStreamCache,
+        *,
+        kind: SegmentKind = "assistant",
+    ) -> None:
+        self.model = model
+        self.cache = cache
+        self.hf = hf_cache
+        self.kind: SegmentKind = kind
+        self.embed = model.get_input_embeddings()
+        self.cost_curve: dict[int, float] = {}
+        """n tokens -> measured seconds of one forward (filled by `measure_costs`, refined by `observe_cost`)."""
+
+    @property
+    def length(self) -> int:
+        return self.cache.length
+
+    @torch.no_grad()
+    def forward(self, tokens: list[int] | tuple[int, ...]) -> torch.Tensor:
+        """Append `tokens` (n) to the cache as one segment and return their logits [n, V] (row i = the
+        distribution of the token after tokens[i])."""
+        pos = self.cache.append(self.kind, len(tokens))  # [B, n] or [3, B, n]
+        ids = torch.tensor([list(tokens)], device=self.cache.k.device)  # [1, n]
+        x = self.embed(ids)  # [1, n, hidden]
+        out = self.model(inputs_embeds=x, position_ids=pos, past_key_values=self.hf, use_cache=True)
+        return out.logits[0]  # [n, V]
+
+    def room(self) -> int:
+        """How many tokens plain decoding could append, one at a time, before the retention policy
+        evicts anything or the cache is full. A speculation round appends at most this many."""
+        cache = self.cache
+        free = cache.config.capacity - cache.length
+        lo, hi = 0, free
+        while lo < hi:  # largest n with an empty eviction plan (plans are monotone in n)
+            mid = (lo + hi + 1) // 2
+            if self._evicts(mid):
+                hi = mid - 1
+            else:
+                lo = mid
+        return lo
+
+    def _evicts(self, n: int) -> bool:
+        try:
+            return bool(
+                self.cache.config.retention.plan(self.cache.segments, n, self.kind, self.cache.config.capacity)
+            )
+        except CacheError:
+            return True
+
+    @torch.no_grad()
+    def measure_costs(self, max_tokens: int = 17, repeats: int = 3, token: int = 0) -> dict[int, float]:
+        """Measure the verify-cost curve: median seconds of one forward of n = 1..max_tokens tokens at
+        the current context, each rolled back at once (the cache is left as it was)."""
+        if self.room() < max_tokens:
+            raise SpecError("E_SPEC_ROOM", f"need {max_tokens} free rows without eviction to measure costs")
+        ids = [token] * max_tokens
+        times: dict[int, list[float]] = {n: [] for n in range(1, max_tokens + 1)}
+        self._timed(ids[:1])  # warm-up
+        for _ in range(repeats):
+            for n in times:
+                times[n].append(self._timed(ids[:n]))
+        self.cost_curve = {n: statistics.median(t) for n, t in times.items()}
+        return dict(self.cost_curve)
+
+    def _timed(self, ids: list[int]) -> float:
+        mark = self.cache.begin_speculation()
+        t0 = time.perf_counter()
+        self.forward(ids)
+        dt = time.perf_counter() - t0
+        self.cache.rollback(mark)
+        return dt
+
+    def cost(self, n: int) -> float:
+        """Seconds of one forward of n tokens (from the measured curve; linear beyond it)."""
+        if not self.cost_curve:
+            return 1.0 + 0.1 * (n - 1)  # prior until measured: small batches cost about one forward
+        if n in self.cost_curve:
+            return self.cost_curve[n]
+        top = max(self.cost_curve)
+        slope = (self.cost_curve[top] - self.cost_curve[1]) / max(top - 1, 1)
+        return self.cost_curve[top] + slope * (n - top)
+
+    def observe_cost(self, n: int, seconds: float, decay: float = 0.9) -> None:
+        """Refine the curve with a measured forward of n tokens (EMA)."""
+        if n in self.cost_curve:
+            self.cost_curve[n] = decay * self.cost_curve[n] + (1 - decay) * seconds
