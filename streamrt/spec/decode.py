@@ -24,12 +24,19 @@ from collections.abc import Callable, Sequence
 import torch
 
 from streamrt.cache import CacheError
-
 from streamrt.spec.adaptive import Planner
 from streamrt.spec.drafter import Drafter, History
 from streamrt.spec.sampling import choose
 from streamrt.spec.target import Target
-from streamrt.spec.types import DecodeResult, Proposal, RoundStats, SamplingParams, SpecConfig, SpecError, StopReason
+from streamrt.spec.types import (
+    DecodeResult,
+    Proposal,
+    RoundStats,
+    SamplingParams,
+    SpecConfig,
+    SpecError,
+    StopReason,
+)
 from streamrt.spec.verify import verify
 
 Deadline = float | Callable[[], bool] | None
@@ -167,7 +174,9 @@ class SpeculativeDecoder:
             row[2] += verdict.accepted
         return emitted
 
-    def _draft(self, limit: int, params: SamplingParams, generator: torch.Generator | None) -> tuple[str, Proposal]:
+    def _draft(
+        self, limit: int, params: SamplingParams, generator: torch.Generator | None
+    ) -> tuple[str, Proposal]:
         """Ask drafters in order of expected gain; ('', empty) means a plain step."""
         if limit < self.config.min_draft:
             return "", Proposal(())

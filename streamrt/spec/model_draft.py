@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 
 import torch
-from streamrt.cache import RetentionPolicy, StreamCacheConfig, stream_cache_for
 
+from streamrt.cache import RetentionPolicy, StreamCacheConfig, stream_cache_for
 from streamrt.spec.drafter import History
 from streamrt.spec.sampling import draw, process
 from streamrt.spec.types import Proposal, SamplingParams

@@ -16,9 +16,9 @@ from __future__ import annotations
 import time
 
 import torch
-from streamrt.cache import StreamCache
 from transformers.cache_utils import Cache, CacheLayerMixin
 
+from streamrt.cache import StreamCache
 from streamrt.spec.drafter import History
 from streamrt.spec.sampling import draw, process
 from streamrt.spec.types import Proposal, SamplingParams, SpecError
@@ -100,7 +100,9 @@ class SelfSpecDrafter:
         h = self.dec.embed_tokens(torch.tensor([[token]], device=store.k.device))  # [1, 1, hidden]
         pe = self.dec.rotary_emb(h, pos)
         for layer in self.layers:
-            out = layer(h, attention_mask=None, position_ids=pos, past_key_values=self.scratch, position_embeddings=pe)
+            out = layer(
+                h, attention_mask=None, position_ids=pos, past_key_values=self.scratch, position_embeddings=pe
+            )
             h = out[0] if isinstance(out, tuple) else out
         return self.head(self.dec.norm(h))[0, -1]  # [V]
 

@@ -13,8 +13,8 @@ import statistics
 import time
 
 import torch
-from streamrt.cache import CacheError, HFStreamCache, SegmentKind, StreamCache
 
+from streamrt.cache import CacheError, HFStreamCache, SegmentKind, StreamCache
 from streamrt.spec.types import SpecError
 
 
@@ -68,7 +68,9 @@ class Target:
     def _evicts(self, n: int) -> bool:
         try:
             return bool(
-                self.cache.config.retention.plan(self.cache.segments, n, self.kind, self.cache.config.capacity)
+                self.cache.config.retention.plan(
+                    self.cache.segments, n, self.kind, self.cache.config.capacity
+                )
             )
         except CacheError:
             return True
