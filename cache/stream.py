@@ -30,7 +30,7 @@ from streamrt.cache.policy import (
     PositionPolicy,
     RetentionPolicy,
 )
-from streamrt.cache.types import CacheError, CacheSpec, MemoryReport, Segment, SegmentKind
+from streamrt.cache.types import TEXT_KINDS, CacheError, CacheSpec, MemoryReport, Segment, SegmentKind
 from streamrt.kernels.rope_shift import rope_shift_
 
 
@@ -181,6 +181,7 @@ class StreamCache:
         timestamp: float | None = None,
         kept: torch.Tensor | None = None,
         pinned: bool | None = None,
+        extend: bool = False,
     ) -> torch.Tensor:
         """Register a chunk of `n` tokens, reserve its rows, and return its model position ids.
 
@@ -188,8 +189,11 @@ class StreamCache:
         `vision_positions_for` called just before (after token drop, the kept columns of them and the
         full span). First evicts by the retention policy (whole segments, never during a
         speculation) so the chunk fits; if that compacts positions, the given positions are re-based
-        by the same shift, so always use the returned position ids. The next model forward with the HF adapter writes the chunk's K/V into the rows.
-        Returns [B, n] (1-D RoPE) or [3, B, n] (M-RoPE).
+        by the same shift, so always use the returned position ids. The next model forward with the
+        HF adapter writes the chunk's K/V into the rows. `extend=True` grows the last segment when it
+        is text of the same kind (a decode loop: one segment per turn, not per token); that segment
+        is then protected from this append's eviction. Old `assistant` turns become `memory` when a
+        chunk of another kind arrives (policy flag). Returns [B, n] (1-D RoPE) or [3, B, n] (M-RoPE).
         """
         if self._pending is not None:
             raise CacheError("E_CACHE_PENDING", "the previous chunk was appended but its forward did not run")
@@ -213,25 +217,42 @@ class StreamCache:
                 raise CacheError(
                     "E_CACHE_FULL", "no room for a speculative chunk; evictions wait for the rollback"
                 )
-        else:
+        last = self._segments[-1] if self._segments else None
+        grow = extend and last is not None and last.kind == kind and kind in TEXT_KINDS and not last.pinned
+        if not self._speculating:
             before = self._next_position
-            self._evict_ids(self.config.retention.plan(self._segments, n, kind, self.config.capacity))
+            if grow:
+                assert last is not None
+                plan = self.config.retention.plan(
+                    self._segments[:-1], n + last.length, kind, self.config.capacity
+                )
+            else:
+                plan = self.config.retention.plan(self._segments, n, kind, self.config.capacity)
+            self._evict_ids(plan)
             positions = positions + (self._next_position - before)  # re-based if compaction moved the counter
-            if self.config.retention.assistant_to_memory:
+            if self.config.retention.assistant_to_memory and kind != "assistant":
                 self._segments = [
                     dataclasses.replace(s, kind="memory") if s.kind == "assistant" else s
                     for s in self._segments
                 ]
-        if pinned is None:
-            pinned_tokens = sum(s.length for s in self._segments if s.pinned)
-            pinned = self.config.retention.pin_new(kind, pinned_tokens) and all(
-                s.pinned for s in self._segments
-            )
         start = self.length
         self.pos[:, start : start + n] = positions
         self.orig_pos[:, start : start + n] = positions
         self.token_index[start : start + n] = torch.arange(self._next_token, self._next_token + n)
         self._next_token += n
+        if grow:
+            last = self._segments[-1]
+            self._segments[-1] = dataclasses.replace(
+                last, length=last.length + n, pos_end=last.pos_end + span
+            )
+            self._next_position += span
+            self._pending = (start, self.spec.num_layers)
+            return self.model_position_ids(positions)
+        if pinned is None:
+            pinned_tokens = sum(s.length for s in self._segments if s.pinned)
+            pinned = self.config.retention.pin_new(kind, pinned_tokens) and all(
+                s.pinned for s in self._segments
+            )
         seg = Segment(
             id=self._next_id,
             kind=kind,

@@ -51,13 +51,15 @@ class Driver:
         k = raw.flatten(0, 1).clone()
         return rope_shift_ref(k, pos, INV, self.cache.spec.mrope_section).view_as(raw)
 
-    def append(self, kind: str, n: int | None = None, grid: tuple[int, int, int] | None = None) -> None:
+    def append(
+        self, kind: str, n: int | None = None, grid: tuple[int, int, int] | None = None, extend: bool = False
+    ) -> None:
         c = self.cache
         if grid is not None:
             p, span = c.vision_positions_for(grid)
             pos = c.append("vision", positions=p, span=span)
         else:
-            pos = c.append(kind, n)
+            pos = c.append(kind, n, extend=extend)
         n = pos.shape[-1]
         pos_a = pos[:, 0] if pos.ndim == 3 else pos[:1]  # [A, n]
         ids = list(range(self.next_tok, self.next_tok + n))
@@ -70,7 +72,7 @@ class Driver:
         for layer in range(LAYERS):
             c.write(layer, k[layer], v[layer])
         seg = c.segments[-1]
-        self.seg_tokens[seg.id] = ids
+        self.seg_tokens[seg.id] = self.seg_tokens.get(seg.id, [])[: seg.length - n] + ids
         if seg.pinned:
             self.sink_rows[seg.id] = c.k[:, :, :, seg.start : seg.end].clone()
 
@@ -106,7 +108,9 @@ class Driver:
 
 OPS = st.lists(
     st.one_of(
-        st.tuples(st.just("text"), st.sampled_from(["text", "user", "assistant"]), st.integers(1, 6)),
+        st.tuples(
+            st.just("text"), st.sampled_from(["text", "user", "assistant"]), st.integers(1, 6), st.booleans()
+        ),
         st.tuples(st.just("vision"), st.integers(1, 2), st.integers(1, 3), st.integers(1, 3)),
         st.tuples(st.just("evict")),
         st.tuples(st.just("spec"), st.integers(1, 5), st.integers(0, 5)),
@@ -137,7 +141,7 @@ def test_random_sequences_keep_invariants(ops, mrope, policy, capacity, sink, te
     for op in ops:
         try:
             if op[0] == "text":
-                drv.append(op[1], op[2])
+                drv.append(op[1], op[2], extend=op[3])
             elif op[0] == "vision":
                 drv.append("vision", grid=(op[1], op[2], op[3]))
             elif op[0] == "evict":
@@ -146,7 +150,7 @@ def test_random_sequences_keep_invariants(ops, mrope, policy, capacity, sink, te
                 mark = cache.begin_speculation()
                 before = cache.snapshot()
                 try:
-                    drv.append("assistant", op[1])
+                    drv.append("assistant", op[1], extend=True)
                 finally:
                     cache.rollback(mark + min(op[2], op[1], cache.length - mark))
                 if op[2] == 0:
