@@ -1,0 +1,108 @@
+"""The session-engine interface the server drives, and the records that cross it.
+
+A `SessionEngine` is one session's model state (a generation stream, a VLM conversation) behind a few
+verbs: `validate` / `apply` parameters, `step` one unit of work (an input frame, or a paced tick when
+the mode has no input), `ask`, `observe` the wall time of a step against its budget (the engine's own
+degrade ladder), `degrade` one rung on the scheduler's request, `close`. `step`, `apply`, `ask`,
+`observe` and `degrade` run on the scheduler's worker thread, one at a time per session; `validate`
+runs on the event loop and must not touch engine state. One adapter module per mode wraps a real
+engine (generate.py). This module knows neither sockets nor models.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamrt.server.protocol import ParamValue, ProtocolError
+
+
+@dataclass(frozen=True, slots=True)
+class InputFrame:
+    """A decoded input frame handed to `SessionEngine.step`."""
+
+    seq: int
+    capture_us: int
+    pixels: np.ndarray
+    """[H, W, 3] uint8 RGB."""
+    deadline: float
+    """time.monotonic() by which its output is due."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFrame:
+    pixels: np.ndarray
+    """[H, W, 3] uint8 RGB."""
+    ref_seq: int = -1
+    """The input seq it answers, -1 for none."""
+    capture_us: int = 0
+    repeated: bool = False
+    degraded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TextSegment:
+    """A piece of text; the client replaces segment `segment_id` until one arrives with final=True."""
+
+    segment_id: int
+    text: str
+    final: bool
+    ref_seq: int = -1
+    question_id: str | None = None
+
+
+Output = OutputFrame | TextSegment
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    outputs: tuple[Output, ...]
+    level: int = 0
+    """The degrade-ladder rung the step ran at (0 = full quality)."""
+
+
+def param_error(name: str, problem: str) -> ProtocolError:
+    return ProtocolError("E_PARAM", f"{name}: {problem}")
+
+
+class SessionEngine(ABC):
+    """One session's engine (see module docstring)."""
+
+    wants_input: bool = True
+    """True: work is driven by input frames. False: by paced ticks at `tick_interval_s()`."""
+
+    @abstractmethod
+    def validate(self, params: Mapping[str, ParamValue]) -> dict[str, ParamValue]:
+        """Check parameter names and values (raise `param_error`); returns them normalised. No state change."""
+
+    @abstractmethod
+    def apply(self, params: Mapping[str, ParamValue]) -> None:
+        """Apply validated parameters; they govern the next step on."""
+
+    @abstractmethod
+    def step(self, frame: InputFrame | None) -> StepResult:
+        """One unit of work (blocking; on the worker thread)."""
+
+    def tick_interval_s(self) -> float:
+        """Paced modes: seconds between ticks (the output duration of one step)."""
+        raise NotImplementedError
+
+    def ask(self, question_id: str, text: str) -> None:
+        raise ProtocolError("E_UNSUPPORTED", "this mode does not take questions")
+
+    def observe(self, seconds: float, budget_s: float) -> None:
+        """One step took `seconds` against `budget_s` (the engine's own ladder may move)."""
+
+    def degrade(self) -> bool:
+        """Move one rung down now (the scheduler predicts a miss); False when already at the bottom."""
+        return False
+
+    def close(self) -> None:
+        """Release the engine's state."""
+
+
+EngineFactory = Callable[[Mapping[str, ParamValue]], SessionEngine]
+"""Builds a session's engine from its validated hello params (called off the event loop)."""

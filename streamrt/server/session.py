@@ -1,0 +1,318 @@
+"""One client session: its input buffer, parameters, pump (work through the scheduler), stats and outbox.
+
+Input frames go to a drop-oldest buffer of `input_buffer` entries (default 2) the moment they arrive
+(the reader never blocks); each carries its deadline (arrival + the session's budget). The pump takes
+the oldest buffered frame, drops it when already late (`expired_in_buffer`), and hands the work (decode,
+params, engine step, encode) to the scheduler; jobs that expire there are dropped too (`expired`).
+Modes without input are paced: one tick every `engine.tick_interval_s()`, due one budget after its
+release; a pump that falls more than a budget behind re-bases its clock (`behind`). Parameter changes
+are merged (latest wins per key) and applied at the start of the next job. Owns: the buffer, counters,
+latency window and the outbox. Does not know the socket (the server reads and writes it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamrt.server import protocol as P
+from streamrt.server.engine import InputFrame, OutputFrame, SessionEngine, StepResult, TextSegment
+from streamrt.server.media import decode_image, encode_image
+from streamrt.server.outbox import Outbox
+from streamrt.server.scheduler import EXPIRED, Scheduler
+
+SESSION_PARAMS = ("budget_ms", "out_codec", "out_quality")
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    header: P.FrameHeader
+    payload: bytes
+    arrived: float
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Work:
+    result: StepResult | None
+    frames: tuple[bytes, ...]
+    run_s: float
+    degraded: bool
+    error: P.ProtocolError | None = None
+
+
+def split_params(
+    params: Mapping[str, P.ParamValue],
+) -> tuple[dict[str, P.ParamValue], dict[str, P.ParamValue]]:
+    """(session-level, engine-level); session-level ones validated here (E_PARAM)."""
+    mine = {k: v for k, v in params.items() if k in SESSION_PARAMS}
+    for k, v in mine.items():
+        ok = {
+            "budget_ms": isinstance(v, int | float) and not isinstance(v, bool) and 1 <= v <= 60_000,
+            "out_codec": v in P.CODEC_IDS,
+            "out_quality": isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100,
+        }[k]
+        if not ok:
+            raise P.ProtocolError("E_PARAM", f"{k}: invalid value {v!r}")
+    return mine, {k: v for k, v in params.items() if k not in SESSION_PARAMS}
+
+
+class Session:
+    """See module docstring."""
+
+    def __init__(
+        self,
+        session_id: str,
+        mode: str,
+        engine: SessionEngine,
+        scheduler: Scheduler,
+        params: Mapping[str, P.ParamValue],
+        *,
+        max_frame_bytes: int,
+        input_buffer: int = 2,
+        output_frames: int = 2,
+        budget_ms: float = 250.0,
+    ) -> None:
+        self.id, self.mode, self.engine, self.scheduler = session_id, mode, engine, scheduler
+        self.max_frame_bytes = max_frame_bytes
+        self.budget_s = float(params.get("budget_ms", budget_ms)) / 1000
+        self.out_codec: P.Codec = params.get("out_codec", "jpeg")  # type: ignore[assignment]
+        self.out_quality = int(params.get("out_quality", 85))
+        self.outbox = Outbox(frame_cap=output_frames)
+        self.inbox: deque[_Pending] = deque()
+        self.input_cap = input_buffer
+        self.wake = asyncio.Event()
+        self.paused = False
+        self.input_ended = False
+        self._params: dict[str, P.ParamValue] = {}
+        self._params_rev = -1
+        self.out_seq = 0
+        self.last_in_seq = -1
+        self.est_s = 0.0
+        self.level = 0
+        self.counters: Counter[str] = Counter()
+        """frames_in, frames_out, texts_out, hits, misses, degrades, errors."""
+        self.drops: Counter[str] = Counter()
+        """input_buffer_full, expired_in_buffer, expired, behind, paused, bad_image (slow_client in outbox)."""
+        self.latencies: deque[float] = deque(maxlen=512)
+        self.unreported: deque[float] = deque(maxlen=4096)
+        """Latencies not yet handed to the metrics histogram (drained once a second)."""
+        self.reported: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
+        """(counters, drops) at the last metrics report."""
+        self.started = time.monotonic()
+        self.first_output_s: float | None = None
+
+    # ---- from the reader (event loop) --------------------------------------------------------------
+    def on_frame(self, data: bytes) -> None:
+        """A binary message; raises ProtocolError (the caller sends it as `error`)."""
+        bf = P.decode_frame(data, expect_kind=P.KIND_INPUT, max_bytes=self.max_frame_bytes)
+        if not self.engine.wants_input:
+            raise P.ProtocolError(
+                "E_UNSUPPORTED", f"mode {self.mode} with these params takes no input frames"
+            )
+        if self.input_ended:
+            raise P.ProtocolError("E_STATE", "input frame after end_input")
+        self.counters["frames_in"] += 1
+        self.last_in_seq = bf.header.seq
+        if self.paused:
+            self.drops["paused"] += 1
+            return
+        now = time.monotonic()
+        if len(self.inbox) >= self.input_cap:
+            self.inbox.popleft()
+            self.drops["input_buffer_full"] += 1
+        self.inbox.append(_Pending(bf.header, bf.payload, now, now + self.budget_s))
+        self.wake.set()
+
+    def set_params(self, rev: int, values: Mapping[str, P.ParamValue]) -> None:
+        """`params{rev, set}`: validated now, applied at the next job; acked with the seq it applies at."""
+        if rev <= self._params_rev:
+            raise P.ProtocolError(
+                "E_PARAM", f"rev {rev} is not above the last applied rev {self._params_rev}"
+            )
+        mine, theirs = split_params(values)
+        theirs = self.engine.validate(theirs)
+        self._params_rev = rev
+        if "budget_ms" in mine:
+            self.budget_s = float(mine["budget_ms"]) / 1000
+        self.out_codec = mine.get("out_codec", self.out_codec)  # type: ignore[assignment]
+        self.out_quality = int(mine.get("out_quality", self.out_quality))
+        self._params.update(theirs)
+        at = self.last_in_seq + 1 if self.engine.wants_input else self.out_seq
+        self.outbox.control("params_ack", P.control("params_ack", rev=rev, applies_at_seq=at))
+        self.wake.set()
+
+    def on_control(self, msg: P.Control) -> None:
+        if isinstance(msg, P.Hello):
+            raise P.ProtocolError("E_STATE", "hello after the session started")
+        if isinstance(msg, P.Params):
+            self.set_params(msg.rev, msg.set)
+        elif isinstance(msg, P.Ask):
+            self.engine.ask(msg.id, msg.text)  # adapters queue it; it is answered by later steps
+        elif msg.type == "ping":
+            self.outbox.control("pong", P.control("pong", t=time.time()))
+        elif msg.type == "pause":
+            self.paused = True
+        elif msg.type == "resume":
+            self.paused = False
+            self.wake.set()
+        elif msg.type == "end_input":
+            self.input_ended = True
+            self.wake.set()
+
+    # ---- the pump ------------------------------------------------------------------------------------
+    async def pump(self) -> None:
+        """Runs until input ends (input modes) or forever (paced modes); cancelled at session end."""
+        if self.engine.wants_input:
+            await self._pump_input()
+        else:
+            await self._pump_paced()
+        self.outbox.end(P.control("end", reason="input_ended"))
+
+    async def _pump_input(self) -> None:
+        while True:
+            while not self.inbox and not self.input_ended:
+                self.wake.clear()
+                await self.wake.wait()
+            if not self.inbox:  # input ended and drained
+                return
+            item = self.inbox.popleft()
+            if self.paused or time.monotonic() > item.deadline:
+                self.drops["paused" if self.paused else "expired_in_buffer"] += 1
+                continue
+            await self._run(item, item.arrived, item.deadline, droppable=True)
+
+    async def _pump_paced(self) -> None:
+        release = time.monotonic()
+        while not self.input_ended:
+            while self.paused and not self.input_ended:
+                self.wake.clear()
+                await self.wake.wait()
+                release = time.monotonic()
+            delay = release - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self._run(None, release, release + self.budget_s, droppable=False)
+            release += self.engine.tick_interval_s()
+            now = time.monotonic()
+            if release < now - self.budget_s:
+                self.drops["behind"] += 1
+                release = now
+
+    async def _run(self, item: _Pending | None, origin: float, deadline: float, *, droppable: bool) -> None:
+        params, self._params = self._params, {}
+        budget = deadline - origin if item is not None else min(self.budget_s, self.engine.tick_interval_s())
+        codec, quality = self.out_codec, self.out_quality
+
+        def job(degrade: bool) -> _Work:
+            return self._work(item, params, degrade, budget, codec, quality)
+
+        res = await self.scheduler.run(self.id, job, deadline=deadline, est_s=self.est_s, droppable=droppable)
+        now = time.monotonic()
+        if res is EXPIRED:
+            self.drops["expired"] += 1
+            return
+        assert isinstance(res, _Work)
+        self.est_s = res.run_s if self.est_s == 0 else 0.8 * self.est_s + 0.2 * res.run_s
+        self.counters["degrades"] += res.degraded
+        if res.error is not None:
+            self.drops["bad_image"] += 1
+            self.error(res.error)
+            return
+        assert res.result is not None
+        self.level = res.result.level
+        for data in res.frames:
+            self.outbox.frame(data)
+        for out in res.result.outputs:
+            if isinstance(out, TextSegment):
+                self.counters["texts_out"] += 1
+                self.outbox.text(
+                    out.segment_id,
+                    P.control(
+                        "text",
+                        segment_id=out.segment_id,
+                        ref_seq=out.ref_seq,
+                        text=out.text,
+                        final=out.final,
+                        question_id=out.question_id,
+                    ),
+                )
+        if res.result.outputs:
+            self.latencies.append(now - origin)
+            self.unreported.append(now - origin)
+            self.counters["hits" if now <= deadline else "misses"] += 1
+            if self.first_output_s is None:
+                self.first_output_s = now - self.started
+
+    def _work(
+        self,
+        item: _Pending | None,
+        params: dict[str, P.ParamValue],
+        degrade: bool,
+        budget: float,
+        codec: P.Codec,
+        quality: int,
+    ) -> _Work:
+        """On the worker thread: params, degrade, decode, step, observe, encode."""
+        t0 = time.perf_counter()
+        eng = self.engine
+        if params:
+            eng.apply(params)
+        degraded = degrade and eng.degrade()
+        frame = None
+        if item is not None:
+            h = item.header
+            try:
+                px = decode_image(h.codec, item.payload, h.width, h.height)
+            except P.ProtocolError as e:
+                return _Work(None, (), time.perf_counter() - t0, degraded, e)
+            frame = InputFrame(h.seq, h.capture_us, px, item.deadline)
+        result = eng.step(frame)
+        frames = tuple(self._encode(o, codec, quality) for o in result.outputs if isinstance(o, OutputFrame))
+        run_s = time.perf_counter() - t0
+        eng.observe(run_s, budget)
+        return _Work(result, frames, run_s, degraded)
+
+    def _encode(self, o: OutputFrame, codec: P.Codec, quality: int) -> bytes:
+        px: np.ndarray = o.pixels  # [H, W, 3] uint8
+        flags = (P.FLAG_REPEATED if o.repeated else 0) | (P.FLAG_DEGRADED if o.degraded else 0)
+        cap = o.capture_us if o.ref_seq >= 0 else time.time_ns() // 1000
+        h = P.FrameHeader(P.KIND_OUTPUT, codec, self.out_seq, cap, o.ref_seq, px.shape[1], px.shape[0], flags)
+        self.out_seq += 1  # one job per session at a time: no race
+        self.counters["frames_out"] += 1
+        return P.encode_frame(h, encode_image(px, codec, quality))
+
+    # ---- reporting -------------------------------------------------------------------------------------
+    def error(self, e: P.ProtocolError) -> None:
+        self.counters["errors"] += 1
+        self.outbox.error(P.error(e.code, e.message))
+
+    def stats(self, interval_s: float, prev: Counter[str]) -> dict[str, object]:
+        """The `stats` message body; `prev` holds the counters of the previous report (for rates)."""
+        lat = np.asarray(self.latencies) * 1000 if self.latencies else np.zeros(1)
+        done = self.counters["hits"] + self.counters["misses"]
+        drops = dict(self.drops) | {"slow_client": self.outbox.dropped_frames}
+        return {
+            "fps_in": round((self.counters["frames_in"] - prev["frames_in"]) / interval_s, 2),
+            "fps_out": round((self.counters["frames_out"] - prev["frames_out"]) / interval_s, 2),
+            "frames_in": self.counters["frames_in"],
+            "frames_out": self.counters["frames_out"],
+            "drops": drops,
+            "latency_ms": {q: round(float(np.percentile(lat, int(q[1:]))), 2) for q in ("p50", "p95", "p99")},
+            "deadline_miss_rate": round(self.counters["misses"] / done, 4) if done else 0.0,
+            "queue": {
+                "input": len(self.inbox),
+                "output_frames": self.outbox.frames_pending,
+                "scheduler": self.scheduler.queued,
+            },
+            "time_to_first_output_ms": None
+            if self.first_output_s is None
+            else round(self.first_output_s * 1000, 1),
+            "level": self.level,
+            "errors_suppressed": self.outbox.errors_suppressed,
+        }
