@@ -1,0 +1,266 @@
+"""`streamrt replay SOURCE`: watch a video (file, URL or webcam) with a vision-language model and
+print its timed commentary and answers as they happen."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+NAME = "replay"
+ORDER = 5
+HELP = "watch a video or webcam with a model: timed commentary, answers to questions, a summary"
+DESCRIPTION = """\
+Feed SOURCE (a video file, an rtsp/http/udp/... URL, or webcam:N) to a streaming vision-language
+model and print what it says, stamped with the stream time it refers to. Frames are sampled at the
+model's rate and encoded chunk by chunk; visual tokens that did not change since the previous frame
+are dropped; the model comments when its own next-token distribution says something happened (or on
+a schedule / on scene changes, see --respond) and answers questions at the next chunk boundary.
+With no SOURCE the shipped demo clip (25 s of the shapes world) is replayed.
+
+Files replay in real time by default (--speed realtime), as a live stream would arrive; --speed max
+processes as fast as the machine can (the progress bar shows the real-time factor), --speed 4 at 4x.
+Each output is flushed to --out the moment it is produced (.jsonl: every event with its latency and
+deadline; .srt / .vtt: one subtitle cue per response), so an interrupted run loses nothing. At the
+end a summary: frames, visual tokens kept/dropped, latency p50/p99, deadline misses, queue drops,
+peak memory.
+
+examples:
+  streamrt replay                                        # the demo clip with the built-in model
+  streamrt replay clip.mp4 --speed max --out clip.srt
+  streamrt replay clip.mp4 --ask "12.5:what colour is the square?" --ask "20:how many objects are there?"
+  streamrt replay clip.mp4 --ask-file questions.txt --out events.jsonl --out subs.vtt
+  streamrt replay webcam:0 --respond schedule:5          # comment every 5 s of stream time
+  streamrt replay rtsp://camera/stream --model /models/Qwen2-VL-2B-Instruct --dtype bf16 --device cuda
+  streamrt replay clip.mp4 --drop-threshold off          # keep every visual token
+ask files: one `SECONDS: question` per line (or JSON lines {"t": 12.5, "text": "..."}).
+exit codes: 0 done, 2 bad source / model / arguments, 130 interrupted.
+"""
+
+log = logging.getLogger(__name__)
+
+
+def _speed(s: str) -> float | None:
+    if s == "max":
+        return None
+    if s == "realtime":
+        return 1.0
+    try:
+        v = float(s.rstrip("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--speed takes realtime, max or a factor like 2, not {s!r}"
+        ) from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError("--speed factor must be positive")
+    return v
+
+
+def _threshold(s: str) -> float | None:
+    if s == "off":
+        return None
+    try:
+        return float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--drop-threshold takes a number or off, not {s!r}") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", nargs="?", help="video file, URL or webcam:N (default: the demo clip)")
+    p.add_argument(
+        "--demo", action="store_true", help="replay the shipped demo clip (the default without SOURCE)"
+    )
+    p.add_argument(
+        "--model", default="builtin", help="builtin (default), a local model directory or a hub id"
+    )
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
+    p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16, float16")
+    p.add_argument(
+        "--speed", type=_speed, default=1.0, metavar="realtime|max|N", help="files: pace (default realtime)"
+    )
+    p.add_argument(
+        "--ask",
+        action="append",
+        default=[],
+        metavar="T:QUESTION",
+        help="ask QUESTION at stream time T s (repeatable)",
+    )
+    p.add_argument("--ask-file", type=Path, metavar="PATH", help="questions, one `T: question` per line")
+    p.add_argument(
+        "--out",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="write outputs (.jsonl, .srt, .vtt; repeatable)",
+    )
+    p.add_argument(
+        "--respond",
+        default="model",
+        metavar="POLICY",
+        help="when to comment: model (silence probability, default), schedule:SECONDS, scene[:CHANGE], "
+        "or several joined by +, e.g. model+scene",
+    )
+    p.add_argument(
+        "--silence-threshold",
+        type=float,
+        default=0.5,
+        help="model policy: speak when P(silence) is below (0.5)",
+    )
+    p.add_argument(
+        "--drop-threshold", type=_threshold, default=0.9, help="token drop cosine threshold, or off (0.9)"
+    )
+    p.add_argument("--token-budget", type=int, default=None, help="at most N visual tokens per chunk")
+    p.add_argument(
+        "--on-deadline",
+        choices=("cut", "resume", "finish"),
+        default="cut",
+        help="a response still decoding at the next frame deadline: cut (default), resume after the next chunk, or finish regardless",
+    )
+    p.add_argument("--max-tokens", type=int, default=40, help="longest commentary or answer in tokens (40)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar; stream text as it is decoded")
+    p.add_argument("--summary-json", type=Path, metavar="PATH", help="also write the summary as JSON")
+
+
+def _policy(spec: str, silence: float):
+    from streamrt.engine import AnyOf, EngineError, SceneChange, Schedule, SilenceThreshold
+
+    parts = []
+    for item in spec.split("+"):
+        name, _, arg = item.strip().partition(":")
+        try:
+            if name == "model":
+                parts.append(SilenceThreshold(silence))
+            elif name == "schedule":
+                parts.append(Schedule(float(arg or 5.0)))
+            elif name == "scene":
+                parts.append(SceneChange(float(arg or 0.2)))
+            else:
+                raise ValueError
+        except ValueError:
+            raise EngineError(
+                "E_ENGINE_POLICY",
+                f"bad --respond {spec!r}: use model, schedule:SECONDS, scene[:CHANGE] joined by +",
+            ) from None
+    return parts[0] if len(parts) == 1 else AnyOf(tuple(parts))
+
+
+def run(args: argparse.Namespace) -> int:
+    from streamrt.engine import DEADLINE_POLICIES, EngineConfig, EngineError, parse_ask, read_ask_file
+    from streamrt.engine.sources import demo_clip
+    from streamrt.ingest import IngestError
+    from streamrt.models.vlm import AdapterError
+
+    source = str(demo_clip()) if (args.demo or not args.source) else args.source
+    try:
+        questions = [parse_ask(a, f"q{i}") for i, a in enumerate(args.ask)]
+        if args.ask_file:
+            questions += read_ask_file(args.ask_file, first_id=len(questions))
+        config = EngineConfig(
+            drop_threshold=args.drop_threshold,
+            token_budget=args.token_budget,
+            response=_policy(args.respond, args.silence_threshold),
+            on_deadline=DEADLINE_POLICIES[args.on_deadline],
+            max_commentary_tokens=args.max_tokens,
+            max_answer_tokens=args.max_tokens,
+        )
+        return _replay(args, source, questions, config)
+    except (IngestError, AdapterError, EngineError) as e:
+        code = getattr(e, "code", "E_INGEST")
+        msg = str(e) if str(e).startswith(code) else f"{code}: {e}"
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+def _replay(args: argparse.Namespace, source: str, questions: list, config) -> int:
+    from tqdm import tqdm
+
+    from streamrt.engine import ChunkDone, StreamRun, writer_for
+    from streamrt.engine.sources import check_source, open_stream
+    from streamrt.models.vlm import load_adapter
+
+    check_source(source)
+    t0 = time.monotonic()
+    adapter = load_adapter(args.model, device=args.device, dtype=args.dtype)
+    log.info("loaded %s in %.1f s", args.model, time.monotonic() - t0)
+    opened = open_stream(source, adapter.settings.frame_size, config.fps or adapter.fps)
+    meta = {
+        "source": source,
+        "model": args.model,
+        "fps": adapter.fps,
+        "frames_per_chunk": adapter.frames_per_chunk,
+        "speed": "max" if args.speed is None else args.speed,
+        "drop_threshold": config.drop_threshold,
+        "respond": args.respond,
+        "started_unix": time.time(),
+    }
+    writers = [writer_for(p, meta) for p in args.out]
+    speed = None if opened.live else args.speed
+    run = StreamRun(adapter, opened.frames, config, questions=questions, speed=speed, live=opened.live)
+    bar = None
+    if not args.no_progress and not opened.live and sys.stderr.isatty():
+        bar = tqdm(total=round(opened.duration_s or 0, 1) or None, unit="s", desc="replay", file=sys.stderr)
+    printer = _Printer(stream=bar is None)
+    interrupted = False
+    try:
+        for out in run:
+            for w in writers:
+                w.write(out)
+            printer.show(out)
+            if isinstance(out, ChunkDone) and bar is not None:
+                bar.n = round(min(out.t_end, bar.total or out.t_end), 1)
+                wall = time.monotonic() - run.stats.started
+                bar.set_postfix_str(f"{out.t_end / wall:.1f}x real time" if wall > 0 else "")
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        run.close()
+        if bar is not None:
+            bar.close()
+    summary = run.summary()
+    for w in writers:
+        if hasattr(w, "summary"):
+            w.summary(summary.to_json())
+        w.close()
+    print(("interrupted\n" if interrupted else "") + summary.format(), file=sys.stderr)
+    if args.summary_json:
+        args.summary_json.write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    return 130 if interrupted else 0
+
+
+class _Printer:
+    """Commentary on stdout: streamed delta by delta without a progress bar, else one line per response
+    (printed above the bar)."""
+
+    def __init__(self, stream: bool) -> None:
+        self.stream = stream
+        self.open: int | None = None  # segment whose line is being streamed
+
+    def show(self, out) -> None:
+        from tqdm import tqdm
+
+        from streamrt.engine import ResponseEnd, TextDelta
+
+        if isinstance(out, TextDelta) and self.stream:
+            if self.open != out.segment:
+                head = f"[{out.t:8.2f}s] " + ("Q/A " if out.kind == "answer" else "")
+                print(head, end="", flush=True)
+                self.open = out.segment
+            print(out.text, end="", flush=True)
+        elif isinstance(out, ResponseEnd):
+            if self.stream and self.open == out.segment:
+                tail = f"   (Q: {out.question_text})" if out.kind == "answer" else ""
+                print(tail, flush=True)
+            elif out.text or out.kind == "answer":
+                line = _line(out)
+                print(line, flush=True) if self.stream else tqdm.write(line, file=sys.stdout)
+            self.open = None
+
+
+def _line(o) -> str:
+    if o.kind == "answer":
+        return f"[{o.t:8.2f}s] Q: {o.question_text}  A: {o.text}"
+    return f"[{o.t:8.2f}s] {o.text}"
