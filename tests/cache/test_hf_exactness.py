@@ -155,19 +155,30 @@ def test_text_streaming_equals_monolithic(tiny, kind):
     assert (torch.cat(outs, 1) - full).abs().max().item() <= TOL
 
 
-def test_idefics3_text_model_streams(tiny):
-    """SmolVLM / Idefics3: a Llama text model with vision tokens as embeddings, 1-D positions."""
+def test_idefics3_streams_images_and_text(tiny):
+    """SmolVLM / Idefics3: a Llama text model, images as embeddings, 1-D positions. Oracle: the full
+    model on input_ids with image tokens + pixel_values (it encodes and merges the images itself)."""
     model = tiny("idefics3")
-    lm = model.model.text_model
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(1, 30, 64, generator=g)  # text embeddings and projected image features alike
+    img = model.config.image_token_id
+    pix = torch.randn(1, 2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    feats = model.model.get_image_features(pix).pooler_output[0].detach()  # [2 * 4, hidden]
+    emb = model.get_input_embeddings()
+    pieces = [
+        ("system", [3, 4, 5]),
+        ("vision", feats[:4]),
+        ("user", [6, 7]),
+        ("vision", feats[4:]),
+        ("user", [8]),
+    ]
     cache, hf = stream_cache_for(model.config, StreamCacheConfig(capacity=64))
-    outs = []
+    outs, ids = [], []
     with torch.no_grad():
-        for a, b, kind in [(0, 5, "system"), (5, 21, "vision"), (21, 30, "user")]:
-            pos = cache.append(kind, b - a)
-            outs.append(lm(inputs_embeds=x[:, a:b], position_ids=pos, past_key_values=hf).last_hidden_state)
-        full = lm(inputs_embeds=x).last_hidden_state
+        for kind, item in pieces:
+            x = item[None] if kind == "vision" else emb(torch.tensor([item]))
+            ids += [img] * 4 if kind == "vision" else item
+            pos = cache.append(kind, x.shape[1])
+            outs.append(model(inputs_embeds=x, position_ids=pos, past_key_values=hf).logits)
+        full = model(input_ids=torch.tensor([ids]), pixel_values=pix).logits
     assert (torch.cat(outs, 1) - full).abs().max().item() <= TOL
 
 
