@@ -117,6 +117,20 @@ def to_pixels(frame: av.VideoFrame, spec: PixelSpec, geo: Geometry) -> np.ndarra
     return out
 
 
+def write_native(frame: av.VideoFrame, out: np.ndarray) -> int:
+    """Pack the frame's planes (rows without padding) straight into `out` [>= N] uint8; returns N."""
+    off = 0
+    for i, plane in enumerate(frame.planes):
+        row = _plane_row_bytes(frame, i)
+        n = row * plane.height
+        if off + n > out.size:
+            raise ValueError(f"frame needs more than {out.size} bytes (size changed mid-stream?)")
+        src = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :row]
+        out[off : off + n].reshape(plane.height, row)[...] = src
+        off += n
+    return off
+
+
 def packed_planes(frame: av.VideoFrame) -> np.ndarray:
     """The frame's planes in its native pixel format, rows without padding: [N] uint8."""
     parts = []

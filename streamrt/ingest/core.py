@@ -17,14 +17,22 @@ import av
 import numpy as np
 from av.stream import Discard
 
-from streamrt.ingest.convert import Geometry, geometry, native_nbytes, open_file, rotation_degrees, to_pixels
+from streamrt.ingest.convert import (
+    Geometry,
+    geometry,
+    native_nbytes,
+    open_file,
+    rotation_degrees,
+    to_pixels,
+    write_native,
+)
 from streamrt.ingest.index import Interval
 from streamrt.ingest.types import PixelSpec
 
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
-    pixels: np.ndarray  # see Frame.pixels
+    pixels: np.ndarray | None  # see Frame.pixels; None when the caller writes them itself (`write_into`)
     pts: int  # stream time base
     duration: int
     keyframe: bool
@@ -54,6 +62,8 @@ class IntervalDecoder:
         self.ctx = self.stream.codec_context
         self.ctx.thread_count = 1  # parallelism comes from intervals: total threads <= cores
         self.geo: Geometry | None = None
+        self._current: av.VideoFrame | None = None
+        self._materialize = True
         self.status = IntervalStatus()
 
     def close(self) -> None:
@@ -94,9 +104,14 @@ class IntervalDecoder:
                 return
         raise av.error.InvalidDataError(0, f"keyframe at pts {iv.key_pts} not found")
 
-    def run(self, iv: Interval) -> Iterator[Decoded]:
-        """Frames the interval owns (or wants), in presentation order; sets `self.status` at the end."""
+    def run(self, iv: Interval, materialize: bool = True) -> Iterator[Decoded]:
+        """Frames the interval owns (or wants), in presentation order; sets `self.status` at the end.
+
+        materialize=False yields `pixels=None`; call `write_into(out)` before the next frame to
+        convert straight into the caller's buffer (a worker's shared-memory slot: one copy less).
+        """
         self.status = st = IntervalStatus()
+        self._materialize = materialize
         wanted = set(iv.wanted) if iv.wanted is not None else None
         fed = 0
         try:
@@ -124,7 +139,8 @@ class IntervalDecoder:
             return
         if self.geo is None:
             self.geo = geometry(self.spec, fr.width, fr.height, rotation_degrees(fr), native_nbytes(fr))
-        px = to_pixels(fr, self.spec, self.geo)
+        self._current = fr
+        px = to_pixels(fr, self.spec, self.geo) if self._materialize else None
         st.last_pts = pts
         yield Decoded(
             px,
@@ -135,3 +151,12 @@ class IntervalDecoder:
             self.geo.height,
             self.spec.format if self.spec.format != "native" else fr.format.name,
         )
+
+    def write_into(self, out: np.ndarray) -> int:
+        """Convert the frame last yielded by `run(..., materialize=False)` into `out` [>= N] uint8."""
+        assert self.geo is not None
+        if self.spec.format == "native":
+            return write_native(self._current, out)
+        px = to_pixels(self._current, self.spec, self.geo)
+        out[: px.nbytes] = px.reshape(-1)
+        return px.nbytes

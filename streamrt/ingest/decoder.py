@@ -152,7 +152,7 @@ class FileDecoder:
                 self._cleanup.append(head.close)
             self.report.workers = pool.workers
             if isinstance(self.sampling, Full):
-                per = self._interval_frames or max(30, min(slots, 240))
+                per = self._interval_frames or min(slots, 90)  # short intervals balance the workers
                 plan = plan_full(index, per, self.timeout)
                 frame_pts = None
             else:

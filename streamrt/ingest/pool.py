@@ -3,8 +3,10 @@
 `DecodePool` owns W spawned processes (spawn context: no fork with threads around), a task queue
 each, and per worker two semaphores (filled slots, free slots) that make its ring a bounded
 single-producer single-consumer buffer. A pool lives across many decodes; each decode is a
-`Session` that owns one shared-memory block: W rings of `slots` frames, each slot a fixed header
-record plus `slot_bytes` of pixels. A worker writes a frame into its next free slot and posts it;
+`Session` laid out over the pool's one shared-memory block (W rings of `slots` frames, each slot
+a fixed header record plus `slot_bytes` of pixels). The block is kept and stays mapped in every
+process between sessions (grown when a decode needs more), so a warm pool does not pay page
+faults again; `close()` unlinks it. A worker writes a frame into its next free slot and posts it;
 the parent copies it out and frees the slot, so a worker that runs ahead blocks once its ring is
 full (memory stays bounded for hour-long files). End-of-interval markers travel through the same
 ring, in order with the frames.
@@ -92,7 +94,8 @@ def _worker_main(wid, tasks, items, free, active, ctl, parent_pid) -> None:  # p
     from streamrt.ingest.core import IntervalDecoder
 
     ctl.put(("ready", wid))
-    session = None  # (sid, decoder or error, layout, shm, heads, data)
+    session = None  # [sid, decoder or error, layout, heads, data]
+    mapped: shared_memory.SharedMemory | None = None  # kept across sessions: its pages stay mapped
     head = 0
     while True:
         if os.getppid() != parent_pid:
@@ -106,23 +109,25 @@ def _worker_main(wid, tasks, items, free, active, ctl, parent_pid) -> None:  # p
         kind, sid = msg[0], msg[1]
         if kind == "begin":
             _, _, path, stream_index, spec, shm_name, layout = msg
-            shm = shared_memory.SharedMemory(name=shm_name)
-            heads, data = layout.views(shm.buf)
+            if mapped is None or mapped.name != shm_name.lstrip("/"):
+                if mapped is not None:
+                    mapped.close()
+                mapped = shared_memory.SharedMemory(name=shm_name)
+            heads, data = layout.views(mapped.buf)
             try:
                 dec = IntervalDecoder(path, stream_index, spec)
             except IngestError as e:
                 dec = e
             except Exception as e:  # noqa: BLE001 - reported per task, the worker stays up
                 dec = WorkerFailed(f"{path}: worker {wid} cannot open: {type(e).__name__}: {e}", source=path)
-            session = [sid, dec, layout, shm, heads[wid], data[wid]]
+            session = [sid, dec, layout, heads[wid], data[wid]]
+            del heads, data
             head = 0
         elif kind == "end":
             if session is not None and session[0] == sid:
                 if not isinstance(session[1], IngestError):
                     session[1].close()
-                session[4] = session[5] = None
-                session[3].close()
-                session = None
+                session = None  # drops this session's views; the mapping stays for the next one
             ctl.put(("idle", wid, sid))
         elif kind == "task":
             iv: Interval = msg[2]
@@ -139,25 +144,22 @@ def _acquire(sem, sid, active, parent_pid) -> bool:
 
 
 def _run_task(wid, session, iv, head, items, free, active, ctl, parent_pid) -> int:  # pragma: no cover
-    sid, dec, layout, _, heads, data = session
+    sid, dec, layout, heads, data = session
     status, problem = STATUS_OK, ""
     if isinstance(dec, IngestError):
         status, problem = STATUS_ERROR, dec.to_wire()
     else:
         try:
-            for d in dec.run(iv):
+            for d in dec.run(iv, materialize=False):
                 if active.value != sid or not _acquire(free, sid, active, parent_pid):
                     return head  # cancelled: the session is being torn down
-                n = d.pixels.nbytes
-                if n > layout.slot_bytes:
-                    status, problem = (
-                        STATUS_PROBLEM,
-                        f"frame of {n} bytes exceeds the slot ({layout.slot_bytes}): size changed mid-stream",
-                    )
+                slot = head % layout.slots
+                try:
+                    n = dec.write_into(data[slot])  # convert straight into shared memory
+                except ValueError as e:
+                    status, problem = STATUS_PROBLEM, str(e)
                     free.release()
                     break
-                slot = head % layout.slots
-                data[slot, :n] = d.pixels.reshape(-1)
                 heads[slot] = (
                     iv.seq,
                     KIND_FRAME,
@@ -246,6 +248,7 @@ class DecodePool:
         self._idle: set[tuple[int, int]] = set()
         self._problems: dict[tuple[int, int], tuple[int, object]] = {}
         self._next_sid = 0
+        self._shm: shared_memory.SharedMemory | None = None
         self.session: Session | None = None
         self.closed = False
 
@@ -289,7 +292,11 @@ class DecodePool:
             raise RuntimeError("a DecodePool runs one decode at a time; close the previous decoder first")
         sid = self._next_sid
         self._next_sid += 1
-        shm = shared_memory.SharedMemory(create=True, size=layout.total_bytes)
+        if self._shm is None or self._shm.size < layout.total_bytes:
+            self._release_shm()  # workers drop their mapping of the old block at their next begin
+            # one block per pool, reused by later decodes: its pages stay mapped in every process
+            self._shm = shared_memory.SharedMemory(create=True, size=layout.total_bytes)
+        shm = self._shm
         for w in range(self.workers):
             while self._items[w].acquire(False):  # drop posts left by an aborted session
                 pass
@@ -303,8 +310,17 @@ class DecodePool:
         self.session = Session(self, sid, shm, layout)
         return self.session
 
+    def _release_shm(self) -> None:
+        if self._shm is not None:
+            try:
+                self._shm.close()
+            except BufferError:  # a view is still alive somewhere; the unlink below still frees the name
+                pass
+            self._shm.unlink()
+            self._shm = None
+
     def close(self, timeout: float = 5.0) -> None:
-        """Stop every worker (join, then terminate, then kill); idempotent."""
+        """Stop every worker (join, then terminate, then kill), free the shared memory; idempotent."""
         if self.closed:
             return
         self.closed = True
@@ -326,6 +342,7 @@ class DecodePool:
             if p.is_alive():
                 p.kill()
                 p.join(1.0)
+        self._release_shm()
         for q in [*self._tasks, self._ctl]:
             q.close()
             q.join_thread()
@@ -350,7 +367,6 @@ class Session:
         self.pool = pool
         self.sid = sid
         self.layout = layout
-        self._shm = shm
         self._heads, self._data = layout.views(shm.buf)
         self._tail = [0] * pool.workers
         self.ended = False
@@ -411,12 +427,7 @@ class Session:
         pool._idle -= want
         for k in [k for k in pool._problems if k[0] == self.sid]:
             del pool._problems[k]
-        self._heads = self._data = None
-        try:
-            self._shm.close()
-        except BufferError:
-            pass
-        self._shm.unlink()
+        self._heads = self._data = None  # the block itself stays with the pool for the next decode
         pool.session = None
         if not clean:
             log.warning(
