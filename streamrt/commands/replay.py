@@ -151,11 +151,14 @@ def _policy(spec: str, silence: float):
 def run(args: argparse.Namespace) -> int:
     from streamrt.engine import DEADLINE_POLICIES, EngineConfig, EngineError, parse_ask, read_ask_file
     from streamrt.engine.sources import demo_clip
+    from streamrt.engine.writers import output_format
     from streamrt.ingest import IngestError
     from streamrt.models.vlm import AdapterError
 
     source = str(demo_clip()) if (args.demo or not args.source) else args.source
     try:
+        for path in args.out:
+            output_format(path)
         questions = [parse_ask(a, f"q{i}") for i, a in enumerate(args.ask)]
         if args.ask_file:
             questions += read_ask_file(args.ask_file, first_id=len(questions))

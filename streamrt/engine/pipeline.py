@@ -210,7 +210,7 @@ class StreamRun:
             free = time.monotonic()
         if self._error is not None:
             raise self._error
-        for out in self.session.finish(t_end, time.monotonic()):
+        for out in self.session.finish(self.inbox.due(float("inf")), t_end, time.monotonic()):
             self.stats.observe(out)
             yield out
 

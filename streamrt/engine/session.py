@@ -107,8 +107,10 @@ class Session:
         yield from self._answer_waiting(chunk.t_end, capture, deadline)
 
     @torch.inference_mode()
-    def finish(self, t: float, capture: float) -> Iterator[Output]:
-        """End of stream: complete a suspended response and answer every question still waiting."""
+    def finish(self, questions: list[Question], t: float, capture: float) -> Iterator[Output]:
+        """End of stream: complete a suspended response, then answer every question still waiting
+        and `questions` (asked for times past the end), at stream time `t`."""
+        self._waiting.extend(questions)
         if self._suspended is not None:
             resp, self._suspended = self._suspended, None
             yield from self._decode(resp, float("inf"), end_of_stream=True)
@@ -161,6 +163,7 @@ class Session:
         cap = self.config.max_commentary_tokens if r.kind == "commentary" else self.config.max_answer_tokens
         policy = self.config.on_deadline
         reason: EndReason
+        produced = 0
         while True:
             tok = r.next_token
             if tok in self.special.stop_ids:
@@ -173,10 +176,13 @@ class Session:
                 if isinstance(policy, CutResponse):
                     reason = "deadline"
                     break
-                if isinstance(policy, ResumeResponse):
+                if (
+                    isinstance(policy, ResumeResponse) and produced > 0
+                ):  # at least one token per turn: progress
                     self._suspended = r
                     return
             r.ids.append(tok)
+            produced += 1
             text = self.adapter.decode(r.ids)
             if text.startswith(r.text) and len(text) > len(r.text):
                 now = time.monotonic()

@@ -40,10 +40,10 @@ def check_source(spec: str) -> None:
         FileDecoder(spec).close()
 
 
-def open_stream(spec: str, frame_size: tuple[int, int], fps: float) -> OpenedSource:
-    """Open `spec` (file path, URL or webcam) for a model taking (height, width) frames at `fps`."""
-    h, w = frame_size
-    pixels = PixelSpec(format="rgb24", size=(w, h))
+def open_stream(spec: str, frame_size: tuple[int, int] | None, fps: float) -> OpenedSource:
+    """Open `spec` (file path, URL or webcam) for a model taking (height, width) frames at `fps`
+    (None: native size; the adapter resizes each frame itself)."""
+    pixels = PixelSpec(format="rgb24", size=(frame_size[1], frame_size[0]) if frame_size else None)
     kind = source_kind(spec)
     if kind == "file":
         src = open_source(spec, pixels=pixels, sampling=EveryFps(fps))

@@ -134,13 +134,19 @@ class CueWriter:
         self._f.close()
 
 
-def writer_for(path: Path, meta: dict[str, object], cue_s: float = 2.0) -> JsonlWriter | CueWriter:
-    """Open `path` for writing in the format its extension names (.jsonl/.json, .srt, .vtt)."""
+def output_format(path: Path) -> str:
+    """ "jsonl", "srt" or "vtt" from the extension (E_ENGINE_OUT_FORMAT for anything else)."""
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise EngineError(
             "E_ENGINE_OUT_FORMAT", f"{path}: unknown output format {path.suffix!r}; use .jsonl, .srt or .vtt"
         )
+    return fmt
+
+
+def writer_for(path: Path, meta: dict[str, object], cue_s: float = 2.0) -> JsonlWriter | CueWriter:
+    """Open `path` for writing in the format its extension names (.jsonl/.json, .srt, .vtt)."""
+    fmt = output_format(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         f = path.open("w", encoding="utf-8")

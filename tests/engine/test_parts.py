@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+
 from streamrt.engine import (
     AnyOf,
     BoundedQueue,
@@ -114,7 +115,9 @@ def test_chunker_pads_the_last_partial_chunk():
 
 # ---- questions ---------------------------------------------------------------------------------
 def test_parse_ask_and_errors():
-    assert parse_ask("12.5:what colour is the square?", "a") == Question(12.5, "what colour is the square?", "a")
+    assert parse_ask("12.5:what colour is the square?", "a") == Question(
+        12.5, "what colour is the square?", "a"
+    )
     for bad in ("what?", "x:what", "-1:what", "3:", "nan:what"):
         with pytest.raises(EngineError) as e:
             parse_ask(bad, "a")
@@ -123,7 +126,9 @@ def test_parse_ask_and_errors():
 
 def test_ask_file_and_inbox_order(tmp_path):
     f = tmp_path / "q.txt"
-    f.write_text('# questions\n20: how many objects are there?\n\n3.5: what just happened?\n{"t": 3.5, "text": "where is the red star?", "id": "x"}\n')
+    f.write_text(
+        '# questions\n20: how many objects are there?\n\n3.5: what just happened?\n{"t": 3.5, "text": "where is the red star?", "id": "x"}\n'
+    )
     qs = read_ask_file(f)
     assert [(q.t, q.id) for q in qs] == [(20.0, "q0"), (3.5, "q1"), (3.5, "x")]
     box = Inbox(capacity=3)
@@ -157,8 +162,23 @@ def outputs():
     return [
         ChunkDone(0, 0.0, 1.0, 40, 40, 0.9, False, 0.0, 0.01, True, 0.005, 0.004),
         TextDelta(1, "commentary", "a red circle", 1.0, 0.0, 0.02, True),
-        ResponseEnd(1, "commentary", "a red circle enters from the left.", 1.0, 8, "eos", "model", 0.0, 0.03, True),
-        ResponseEnd(2, "answer", "two", 3661.25, 1, "eos", "question", 0.0, 0.03, False, "q0", "how many objects are there?"),
+        ResponseEnd(
+            1, "commentary", "a red circle enters from the left.", 1.0, 8, "eos", "model", 0.0, 0.03, True
+        ),
+        ResponseEnd(
+            2,
+            "answer",
+            "two",
+            3661.25,
+            1,
+            "eos",
+            "question",
+            0.0,
+            0.03,
+            False,
+            "q0",
+            "how many objects are there?",
+        ),
     ]
 
 

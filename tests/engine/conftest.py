@@ -1,0 +1,47 @@
+"""Fixtures: a tiny random-weight model with the built-in model's architecture, tokenizer, template
+and stream settings (real Hugging Face components, saved with save_pretrained and loaded through
+`load_adapter` like any checkpoint), and short shapes-world clips with their timelines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from streamrt.models.vlm import load_adapter
+from streamrt.models.vlm.builtin import build_config, build_tokenizer, settings_json
+
+from streamrt.synth import World, WorldConfig, write_video
+
+
+def save_random_builtin(out: Path, seed: int = 0) -> Path:
+    """The built-in architecture with random weights (seeded), as a model directory."""
+    from transformers import Qwen2VLForConditionalGeneration
+
+    tok = build_tokenizer()
+    ids = {t: tok.convert_tokens_to_ids(t) for t in tok.all_special_tokens}
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(build_config(len(tok), ids)).eval()
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    (out / "streamrt.json").write_text(json.dumps(settings_json()))
+    return out
+
+
+@pytest.fixture(scope="session")
+def random_model_dir(tmp_path_factory) -> Path:
+    return save_random_builtin(tmp_path_factory.mktemp("random-builtin"))
+
+
+@pytest.fixture(scope="session")
+def random_adapter(random_model_dir):
+    return load_adapter(str(random_model_dir))
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory) -> Path:
+    """12 s of the busy shapes world at 320x180, 10 fps, with its timeline."""
+    path = tmp_path_factory.mktemp("clip") / "busy.mp4"
+    write_video(path, World(WorldConfig.preset("busy", seed=5, fps=10.0)), 12.0, gop=20)
+    return path
