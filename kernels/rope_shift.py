@@ -39,10 +39,12 @@ def rope_shift_ref(
     d = delta.to(device=k.device, dtype=torch.float32)[axes.clamp(max=delta.shape[0] - 1)]  # [D/2, S]
     ang = d.t() * inv_freq.to(device=k.device, dtype=torch.float32)  # [S, D/2]
     cos, sin = ang.cos(), ang.sin()
-    kf = k.float()
-    x1, x2 = kf[..., :half], kf[..., half:]
-    out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
-    k.copy_(out.to(k.dtype))
+    x1, x2 = k[..., :half], k[..., half:]
+    # Allocations: the two rotated halves (fp32), then written back in place.
+    n1 = torch.addcmul(x1.float() * cos, x2.float(), sin, value=-1.0)
+    n2 = torch.addcmul(x2.float() * cos, x1.float(), sin)
+    x1.copy_(n1)
+    x2.copy_(n2)
     return k
 
 
