@@ -13,7 +13,13 @@ Understanding models (StreamingVLM layout):
     mark = cache.begin_speculation(); ...; cache.rollback(mark + accepted)
 """
 
-from streamrt.cache.hf import HFStreamCache, StreamLayer, spec_from_config, stream_cache_for
+from streamrt.cache.hf import (
+    HFStreamCache,
+    StreamLayer,
+    register_attention,
+    spec_from_config,
+    stream_cache_for,
+)
 from streamrt.cache.policy import (
     CompactPositions,
     GapPositions,
@@ -42,6 +48,7 @@ __all__ = [
     "StreamCache",
     "StreamCacheConfig",
     "StreamLayer",
+    "register_attention",
     "spec_from_config",
     "stream_cache_for",
 ]

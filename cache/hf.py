@@ -11,6 +11,9 @@ Supported (tested): Qwen2-VL and Qwen2.5-VL (M-RoPE), Qwen2 and Llama (1-D RoPE)
 The adapter's `get_seq_length` is the length before the chunk and its mask sizes cover the valid rows,
 so the stock causal mask is right (storage order is append order). Position ids must be passed
 explicitly: stock HF would derive them from the cache length, which eviction makes wrong.
+Optionally (`register_attention()`, then `attn_implementation="streamrt"` on a decoder-only text
+model), attention runs through `streamrt.kernels.sink_attention` (Triton on CUDA) reading the cache's
+valid rows in place; its causal mask is built inside the kernel (the query chunk is the newest rows).
 Does not know retention or positions policy; it only forwards writes to the StreamCache.
 """
 
@@ -19,7 +22,8 @@ from __future__ import annotations
 import torch
 from streamrt.cache.stream import StreamCache, StreamCacheConfig
 from streamrt.cache.types import CacheError, CacheSpec
-from transformers import PretrainedConfig
+from streamrt.kernels.sink_attention import sink_ring_attention
+from transformers import AttentionInterface, PretrainedConfig
 from transformers.cache_utils import Cache, CacheLayerMixin
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
@@ -115,3 +119,35 @@ def stream_cache_for(
         spec_from_config(config), cache_config, batch_size=batch_size, dtype=dtype, device=device
     )
     return store, HFStreamCache(store)
+
+
+ATTENTION_NAME = "streamrt"
+
+
+def _streamrt_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: object,
+) -> tuple[torch.Tensor, None]:
+    """transformers attention function: query [B, Hq, Q, D] over key/value [B, Hkv, L, D] (the
+    cache's rows, a view) with the newest Q rows as the query chunk; returns [B, Q, Hq, D]."""
+    if attention_mask is not None:
+        raise CacheError(
+            "E_CACHE_UNSUPPORTED", "the streamrt attention builds its own causal mask; pass no mask"
+        )
+    L = key.shape[2]
+    out = sink_ring_attention(
+        query, key, value, sink_len=L, ring_start=0, ring_len=0, causal=True, scale=scaling
+    )
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register_attention() -> str:
+    """Register the kernel-backed attention with transformers; returns its name ("streamrt")."""
+    AttentionInterface.register(ATTENTION_NAME, _streamrt_attention)
+    return ATTENTION_NAME

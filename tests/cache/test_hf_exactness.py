@@ -18,6 +18,7 @@ from streamrt.cache import (
     MasterPositions,
     RetentionPolicy,
     StreamCacheConfig,
+    register_attention,
     stream_cache_for,
 )
 
@@ -291,3 +292,24 @@ def test_compact_without_sinks_equals_masked_full_forward(tiny, video_pixels, ki
         assert cache.evicted_tokens == 8 and cache.positions()[0, 0].item() == 0
         full = vl_monolithic(model, plan, video_pixels, mask_fn=_hide(range(0, 8), 22))
         assert (outs[-1] - full[:, -8:]).abs().max().item() <= TOL
+
+
+def test_kernel_attention_inside_the_model_equals_sdpa(tiny):
+    """`attn_implementation="streamrt"`: attention through the sink/ring kernel's dispatch point
+    reading the cache rows in place; oracle: the stock SDPA monolithic forward."""
+    model = tiny("qwen2")
+    ids = torch.randint(3, 120, (1, 30), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        full = model(input_ids=ids).logits
+        model.set_attn_implementation(register_attention())
+        try:
+            cache, hf = stream_cache_for(model.config, StreamCacheConfig(capacity=64))
+            outs = [
+                model(
+                    input_ids=ids[:, a:b], position_ids=cache.append("text", b - a), past_key_values=hf
+                ).logits
+                for a, b in [(0, 9), (9, 10), (10, 30)]
+            ]
+        finally:
+            model.set_attn_implementation("sdpa")
+    assert (torch.cat(outs, 1) - full).abs().max().item() <= TOL
