@@ -1,16 +1,23 @@
 """streamrt.cache: streaming KV caches (sink + text window + vision window for VLMs, sink + rolling
 frame window for video diffusion) and their position (RoPE) policies.
 
-Understanding models (StreamingVLM layout):
+Understanding models (StreamingVLM layout), one session:
 
-    from streamrt.cache import StreamCacheConfig, RetentionPolicy, stream_cache_for
-    cache, hf = stream_cache_for(model.config, StreamCacheConfig(capacity=4096))
-    pos = cache.append("system", n=len(ids))                     # position ids for the chunk
+    from streamrt.cache import RetentionPolicy, StreamCacheConfig, stream_cache_for
+    from streamrt.kernels import token_drop
+    cfg = StreamCacheConfig(capacity=4096, retention=RetentionPolicy(sink_tokens=64, text_window=512, vision_chunks=8))
+    cache, hf = stream_cache_for(model.config, cfg)           # hf: the `past_key_values` object
+    pos = cache.append("system", len(ids))                    # reserve rows -> position ids
     model(input_ids=ids[None], position_ids=pos, past_key_values=hf)
-    p, span = cache.vision_positions_for((t, h, w))              # M-RoPE positions of a chunk
-    pos = cache.append("vision", positions=p, span=span)         # evicts by policy first
-    model(inputs_embeds=x, position_ids=pos, past_key_values=hf)
-    mark = cache.begin_speculation(); ...; cache.rollback(mark + accepted)
+    p, span = cache.vision_positions_for((t, h, w))           # M-RoPE positions, LLM-token grid
+    keep = token_drop(feats.view(t, h * w, -1), prev, threshold=0.9)       # differential drop
+    pos = cache.append("vision", positions=p[:, keep], span=span, timestamp=ts)  # evicts first
+    out = model(inputs_embeds=feats[keep][None], position_ids=pos, past_key_values=hf)
+    mark = cache.begin_speculation()                          # drafts: append(..., extend=True)
+    cache.rollback(mark + accepted)                           # a pointer move
+    snap = cache.snapshot(); cache.restore(snap); cache.memory()
+
+Always pass the returned position ids (eviction re-indexes); run one forward per append.
 """
 
 from streamrt.cache.hf import (
