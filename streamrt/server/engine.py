@@ -93,6 +93,7 @@ class SessionEngine(ABC):
     def ask(self, question_id: str, text: str) -> None:
         raise ProtocolError("E_UNSUPPORTED", "this mode does not take questions")
 
+    @abstractmethod
     def observe(self, seconds: float, budget_s: float) -> None:
         """One step took `seconds` against `budget_s` (the engine's own ladder may move)."""
 
@@ -100,6 +101,7 @@ class SessionEngine(ABC):
         """Move one rung down now (the scheduler predicts a miss); False when already at the bottom."""
         return False
 
+    @abstractmethod
     def close(self) -> None:
         """Release the engine's state."""
 

@@ -17,7 +17,7 @@ _EXT = {"jpeg": ".jpg", "webp": ".webp", "png": ".png"}
 def decode_image(codec: Codec, payload: bytes, width: int = 0, height: int = 0) -> np.ndarray:
     """payload -> [H, W, 3] uint8 RGB; raises ProtocolError E_BAD_IMAGE."""
     if codec == "raw":
-        return np.frombuffer(payload, np.uint8).reshape(height, width, 3)
+        return np.frombuffer(payload, np.uint8).reshape(height, width, 3).copy()  # writable, owns its memory
     img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise ProtocolError("E_BAD_IMAGE", f"{codec} payload of {len(payload)} bytes does not decode")

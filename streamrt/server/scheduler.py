@@ -119,7 +119,7 @@ class Scheduler:
             loop = job.future.get_loop()
             fut = self._pool.submit(self._timed, job.fn, degrade)
             self._inflight[job.session] = fut
-            fut.add_done_callback(lambda f, job=job: loop.call_soon_threadsafe(self._done, job, f))
+            fut.add_done_callback(lambda f, job=job, loop=loop: loop.call_soon_threadsafe(self._done, job, f))
 
     def _timed(self, fn: Callable[[bool], T], degrade: bool) -> T:
         t0 = time.perf_counter()

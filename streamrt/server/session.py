@@ -43,6 +43,7 @@ class _Work:
     frames: tuple[bytes, ...]
     run_s: float
     degraded: bool
+    first_out_seq: int
     error: P.ProtocolError | None = None
 
 
@@ -90,7 +91,9 @@ class Session:
         self.paused = False
         self.input_ended = False
         self._params: dict[str, P.ParamValue] = {}
+        """Validated engine parameters waiting for the next job (merged, latest wins per key)."""
         self._params_rev = -1
+        self._unacked_rev: int | None = None
         self.out_seq = 0
         self.last_in_seq = -1
         self.est_s = 0.0
@@ -130,7 +133,8 @@ class Session:
         self.wake.set()
 
     def set_params(self, rev: int, values: Mapping[str, P.ParamValue]) -> None:
-        """`params{rev, set}`: validated now, applied at the next job; acked with the seq it applies at."""
+        """`params{rev, set}`: validated now (E_PARAM), applied at the start of the next job and acked
+        then with the seq of the first frame under them. Session-level keys apply at once."""
         if rev <= self._params_rev:
             raise P.ProtocolError(
                 "E_PARAM", f"rev {rev} is not above the last applied rev {self._params_rev}"
@@ -143,8 +147,7 @@ class Session:
         self.out_codec = mine.get("out_codec", self.out_codec)  # type: ignore[assignment]
         self.out_quality = int(mine.get("out_quality", self.out_quality))
         self._params.update(theirs)
-        at = self.last_in_seq + 1 if self.engine.wants_input else self.out_seq
-        self.outbox.control("params_ack", P.control("params_ack", rev=rev, applies_at_seq=at))
+        self._unacked_rev = rev
         self.wake.set()
 
     def on_control(self, msg: P.Control) -> None:
@@ -206,6 +209,7 @@ class Session:
 
     async def _run(self, item: _Pending | None, origin: float, deadline: float, *, droppable: bool) -> None:
         params, self._params = self._params, {}
+        rev, self._unacked_rev = self._unacked_rev, None
         budget = deadline - origin if item is not None else min(self.budget_s, self.engine.tick_interval_s())
         codec, quality = self.out_codec, self.out_quality
 
@@ -214,10 +218,15 @@ class Session:
 
         res = await self.scheduler.run(self.id, job, deadline=deadline, est_s=self.est_s, droppable=droppable)
         now = time.monotonic()
-        if res is EXPIRED:
+        if res is EXPIRED:  # nothing ran: the parameters wait for the next job
             self.drops["expired"] += 1
+            self._params = params | self._params
+            self._unacked_rev = self._unacked_rev if self._unacked_rev is not None else rev
             return
         assert isinstance(res, _Work)
+        if rev is not None:
+            at = item.header.seq if item is not None else res.first_out_seq
+            self.outbox.control("params_ack", P.control("params_ack", rev=rev, applies_at_seq=at))
         self.est_s = res.run_s if self.est_s == 0 else 0.8 * self.est_s + 0.2 * res.run_s
         self.counters["degrades"] += res.degraded
         if res.error is not None:
@@ -226,6 +235,7 @@ class Session:
             return
         assert res.result is not None
         self.level = res.result.level
+        self.counters["frames_out"] += len(res.frames)
         for data in res.frames:
             self.outbox.frame(data)
         for out in res.result.outputs:
@@ -260,6 +270,8 @@ class Session:
     ) -> _Work:
         """On the worker thread: params, degrade, decode, step, observe, encode."""
         t0 = time.perf_counter()
+        wall_us = time.time_ns() // 1000
+        first = self.out_seq
         eng = self.engine
         if params:
             eng.apply(params)
@@ -270,21 +282,23 @@ class Session:
             try:
                 px = decode_image(h.codec, item.payload, h.width, h.height)
             except P.ProtocolError as e:
-                return _Work(None, (), time.perf_counter() - t0, degraded, e)
+                return _Work(None, (), time.perf_counter() - t0, degraded, first, e)
             frame = InputFrame(h.seq, h.capture_us, px, item.deadline)
         result = eng.step(frame)
-        frames = tuple(self._encode(o, codec, quality) for o in result.outputs if isinstance(o, OutputFrame))
+        frames = tuple(
+            self._encode(o, codec, quality, wall_us) for o in result.outputs if isinstance(o, OutputFrame)
+        )
         run_s = time.perf_counter() - t0
         eng.observe(run_s, budget)
-        return _Work(result, frames, run_s, degraded)
+        return _Work(result, frames, run_s, degraded, first)
 
-    def _encode(self, o: OutputFrame, codec: P.Codec, quality: int) -> bytes:
+    def _encode(self, o: OutputFrame, codec: P.Codec, quality: int, wall_us: int) -> bytes:
+        """Output frame -> binary message; capture_us: the input's, or the step's start (no input)."""
         px: np.ndarray = o.pixels  # [H, W, 3] uint8
         flags = (P.FLAG_REPEATED if o.repeated else 0) | (P.FLAG_DEGRADED if o.degraded else 0)
-        cap = o.capture_us if o.ref_seq >= 0 else time.time_ns() // 1000
+        cap = o.capture_us if o.ref_seq >= 0 else wall_us
         h = P.FrameHeader(P.KIND_OUTPUT, codec, self.out_seq, cap, o.ref_seq, px.shape[1], px.shape[0], flags)
         self.out_seq += 1  # one job per session at a time: no race
-        self.counters["frames_out"] += 1
         return P.encode_frame(h, encode_image(px, codec, quality))
 
     # ---- reporting -------------------------------------------------------------------------------------
