@@ -344,8 +344,8 @@ class DecodePool:
                 p.join(1.0)
         self._release_shm()
         for q in [*self._tasks, self._ctl]:
+            q.cancel_join_thread()  # never block on a feeder thread whose reader is gone
             q.close()
-            q.join_thread()
         # drop every reference to the semaphores and queues (the processes' args hold them too) so
         # their named POSIX semaphores in /dev/shm are unlinked now, not whenever the pool is collected
         self._pids = self.pids()

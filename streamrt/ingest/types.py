@@ -7,7 +7,7 @@ sampling requests are always in `t`. Nothing here decodes or knows where frames 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -114,5 +114,4 @@ class DecodeReport:
     intervals: int = 0
     workers: int = 0
     local_intervals: int = 0  # intervals decoded in this process while the workers started
-    first_frame_s: float | None = None  # seconds from open to the first delivered frame
-    extra: dict[str, float] = field(default_factory=dict)
+    first_frame_s: float | None = None  # seconds from the first next() to the first delivered frame
