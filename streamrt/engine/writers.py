@@ -118,7 +118,7 @@ class CueWriter:
             f.flush()
 
     def write(self, o: Output) -> None:
-        if not isinstance(o, ResponseEnd) or not o.text.strip():
+        if not isinstance(o, ResponseEnd) or not (o.text.strip() or o.kind == "answer"):
             return
         self._n += 1
         sep = "," if self._fmt == "srt" else "."

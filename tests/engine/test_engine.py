@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import itertools
 
-import pytest
 import torch
 from streamrt.cache import RetentionPolicy, StreamCacheConfig
+
 from streamrt.engine import (
     ChunkDone,
     CutResponse,
@@ -41,7 +41,9 @@ def frames(seconds: float, seed: int = 5, preset: str = "busy", fps: float = 2.0
 
 
 def exact(**kw) -> EngineConfig:
-    base = dict(response=Schedule(3.0), on_deadline=FinishResponse(), max_commentary_tokens=6, max_answer_tokens=4)
+    base = dict(
+        response=Schedule(3.0), on_deadline=FinishResponse(), max_commentary_tokens=6, max_answer_tokens=4
+    )
     base.update(kw)
     return EngineConfig(**base)  # type: ignore[arg-type]
 
@@ -91,9 +93,9 @@ def mrope_oracle(start: int, prefix: int, grid: tuple[int, int, int], kept: list
 
 
 def test_kept_tokens_keep_their_positions(random_adapter):
+    from streamrt.engine.chunker import Chunker
     from streamrt.engine.encoder import ChunkEncoder
     from streamrt.engine.session import Session
-    from streamrt.engine.chunker import Chunker
 
     cfg = exact(drop_threshold=0.9, response=Schedule(1e9))
     sess = Session(random_adapter, cfg)
@@ -151,10 +153,26 @@ def test_encoding_runs_ahead_of_decoding(random_adapter):
 
 
 def test_deadline_cut_and_resume(random_adapter):
-    cut = list(StreamRun(random_adapter, frames(6), exact(response=Schedule(0.5), deadline_s=1e-4, on_deadline=CutResponse(), max_commentary_tokens=30)))
+    cut = list(
+        StreamRun(
+            random_adapter,
+            frames(6),
+            exact(
+                response=Schedule(0.5), deadline_s=1e-4, on_deadline=CutResponse(), max_commentary_tokens=30
+            ),
+        )
+    )
     ends = [o for o in cut if isinstance(o, ResponseEnd)]
     assert ends and all(o.reason == "deadline" and not o.deadline_met for o in ends)
-    res = list(StreamRun(random_adapter, frames(6), exact(response=Schedule(0.5), deadline_s=1e-4, on_deadline=ResumeResponse(), max_commentary_tokens=3)))
+    res = list(
+        StreamRun(
+            random_adapter,
+            frames(6),
+            exact(
+                response=Schedule(0.5), deadline_s=1e-4, on_deadline=ResumeResponse(), max_commentary_tokens=3
+            ),
+        )
+    )
     ends = [o for o in res if isinstance(o, ResponseEnd)]
     assert ends and all(o.tokens == 3 and o.reason == "max_tokens" for o in ends)
     first = ends[0].segment
@@ -165,8 +183,17 @@ def test_deadline_cut_and_resume(random_adapter):
 
 def test_bounded_memory_over_a_long_stream(random_adapter):
     retention = RetentionPolicy(sink_tokens=16, text_window=64, vision_chunks=4)
-    cfg = exact(cache=StreamCacheConfig(capacity=512, retention=retention), response=Schedule(4.0), max_commentary_tokens=5)
-    run = StreamRun(random_adapter, frames(90, preset="demo"), cfg, questions=[Question(t, "how many objects are there?", str(t)) for t in range(3, 90, 7)])
+    cfg = exact(
+        cache=StreamCacheConfig(capacity=512, retention=retention),
+        response=Schedule(4.0),
+        max_commentary_tokens=5,
+    )
+    run = StreamRun(
+        random_adapter,
+        frames(90, preset="demo"),
+        cfg,
+        questions=[Question(t, "how many objects are there?", str(t)) for t in range(3, 90, 7)],
+    )
     peak_rows = peak_vision = 0
     for o in run:
         if isinstance(o, ChunkDone):

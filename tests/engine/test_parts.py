@@ -6,7 +6,6 @@ line)."""
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 
@@ -182,34 +181,8 @@ def outputs():
     ]
 
 
-CUE = re.compile(r"^(\d{2}):(\d{2}):(\d{2})([.,])(\d{3}) --> (\d{2}):(\d{2}):(\d{2})([.,])(\d{3})$")
-
-
-def parse_cues(text: str, fmt: str) -> list[tuple[float, float, str]]:
-    """An independent SRT/WebVTT reader: blocks separated by blank lines, strict timing lines."""
-    blocks = [b for b in text.split("\n\n") if b.strip()]
-    if fmt == "vtt":
-        assert blocks[0] == "WEBVTT"
-        blocks = blocks[1:]
-    cues = []
-    for n, b in enumerate(blocks, 1):
-        lines = b.split("\n")
-        if fmt == "srt":
-            assert lines[0] == str(n)
-            lines = lines[1:]
-        m = CUE.match(lines[0])
-        assert m, lines[0]
-        g = m.groups()
-        assert g[3] == g[8] == ("," if fmt == "srt" else ".")
-        start = int(g[0]) * 3600 + int(g[1]) * 60 + int(g[2]) + int(g[4]) / 1000
-        end = int(g[5]) * 3600 + int(g[6]) * 60 + int(g[7]) + int(g[9]) / 1000
-        assert end > start and lines[1:] and all(line.strip() for line in lines[1:])
-        cues.append((start, end, "\n".join(lines[1:])))
-    return cues
-
-
 @pytest.mark.parametrize("fmt", ["srt", "vtt"])
-def test_subtitles_parse(tmp_path, fmt):
+def test_subtitles_parse(tmp_path, fmt, parse_cues):
     w = writer_for(tmp_path / f"out.{fmt}", {})
     for o in outputs():
         w.write(o)
