@@ -20,6 +20,7 @@ Does not know retention or positions policy; it only forwards writes to the Stre
 from __future__ import annotations
 
 import torch
+import transformers
 from streamrt.cache.stream import StreamCache, StreamCacheConfig
 from streamrt.cache.types import CacheError, CacheSpec
 from streamrt.kernels.sink_attention import sink_ring_attention
@@ -27,6 +28,7 @@ from transformers import AttentionInterface, PretrainedConfig
 from transformers.cache_utils import Cache, CacheLayerMixin
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
+TESTED_TRANSFORMERS = "5."  # the Cache / CacheLayerMixin API this shim was written and tested against (5.23)
 MROPE_MODELS = {"qwen2_vl", "qwen2_5_vl", "qwen2_vl_text", "qwen2_5_vl_text"}
 DEFAULT_MROPE_SECTION = (16, 24, 24)  # what Qwen2-VL's rotary uses when the config names none
 
@@ -102,6 +104,11 @@ class HFStreamCache(Cache):
     """A transformers `Cache` over a StreamCache; pass it as `past_key_values`."""
 
     def __init__(self, store: StreamCache) -> None:
+        if not transformers.__version__.startswith(TESTED_TRANSFORMERS):
+            raise CacheError(
+                "E_CACHE_TRANSFORMERS",
+                f"transformers {transformers.__version__} is not supported (tested: 5.23); pin transformers 5.x",
+            )
         super().__init__(layers=[StreamLayer(store, i) for i in range(store.spec.num_layers)])
         self.store = store
 
