@@ -3,7 +3,8 @@
 `AsyncClient(url, mode, params)`: `await connect()` returns the server's `Ready`; `send_frame` takes an
 RGB uint8 array (encoded here, JPEG by default) or already encoded bytes, stamps seq and capture time;
 `set_params` / `ask` / `pause` / `resume` / `end_input` / `ping` send control messages; `recv()` /
-`async for event in client` yield typed events (`events.py`). When the connection drops without an
+`async for event in client` yield typed events (`events.py`). A keep-alive task pings when nothing was
+sent for a third of the server's idle timeout. When the connection drops without an
 `end` from the server, the client reconnects with exponential backoff and jitter (honouring a full
 server's Retry-After), sends hello again with the parameters as last set, and yields the new `Ready`.
 Owns: the socket, seq counters, the merged parameters. Does not know engines.
@@ -65,6 +66,8 @@ class AsyncClient:
         self.session_id: str | None = None
         self.limits: dict[str, object] = {}
         self.reconnects = 0
+        self._last_sent = 0.0
+        self._keepalive: asyncio.Task | None = None
 
     # ---- connection ------------------------------------------------------------------------------------
     async def connect(self) -> Event:
@@ -113,9 +116,28 @@ class AsyncClient:
         self._ended = None
         self.session_id = ev.session_id  # type: ignore[union-attr]
         self.limits = ev.limits  # type: ignore[union-attr]
+        self._last_sent = time.monotonic()
+        idle = self.limits.get("idle_timeout_s")
+        if self._keepalive is None and isinstance(idle, int | float) and idle > 0:
+            self._keepalive = asyncio.create_task(self._keep_alive(idle / 3))
         return ev
 
+    async def _keep_alive(self, every_s: float) -> None:
+        """Send `ping` when nothing was sent for `every_s` (a third of the server's idle timeout)."""
+        while True:
+            await asyncio.sleep(max(0.0, self._last_sent + every_s - time.monotonic()))
+            if self._ws is None or self._ended is not None:
+                return
+            if time.monotonic() - self._last_sent >= every_s:
+                try:
+                    await self.ping()
+                except (ConnectionClosed, ClientError):
+                    return
+
     async def close(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
         if self._ws is not None:
             await self._ws.close()
             self._ws = None
@@ -130,6 +152,7 @@ class AsyncClient:
     async def _send(self, data: str | bytes) -> None:
         if self._ws is None:
             raise ClientError("E_STATE", "not connected")
+        self._last_sent = time.monotonic()
         try:
             await self._ws.send(data)
         except ConnectionClosed:

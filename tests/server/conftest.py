@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 
 import pytest
 import torch
-
 from streamrt.models.gen.dit import GenModelConfig
 from streamrt.models.gen.model import GenModel, GenSpec
 from streamrt.models.gen.text import shapes_world_vocab
+
 from streamrt.server import Server, ServerConfig
 from streamrt.server.generate import generate_factory
 

@@ -76,7 +76,9 @@ bad_binary = st.one_of(
     ),
     st.integers(0, len(_raw_frame()) - 1).map(lambda n: _raw_frame()[:n]),
     st.integers(MAX_FRAME + 1, 3 * MAX_FRAME).map(lambda n: _raw_frame() + b"\0" * (n - len(_raw_frame()))),
-    st.binary(min_size=1, max_size=64).map(lambda p: struct.pack(HDR, b"SRT1", 1, 1, 1, 0, 0, 0, 0, 0, -1) + p),
+    st.binary(min_size=1, max_size=64).map(
+        lambda p: struct.pack(HDR, b"SRT1", 1, 1, 1, 0, 0, 0, 0, 0, -1) + p
+    ),
 )
 
 
@@ -95,7 +97,15 @@ def _until(ws: websocket.WebSocket, kind: str) -> dict:
 def test_fuzzed_messages_get_errors_and_the_session_goes_on(server_thread) -> None:
     srv = server_thread(max_frame_bytes=MAX_FRAME, max_message_bytes=4 * MAX_FRAME, stats_interval_s=0.2)
     ws = websocket.create_connection(srv.url, subprotocols=[P.SUBPROTOCOL], timeout=10)
-    ws.send(json.dumps({"type": "hello", "mode": "generate", "params": {"input": "video", "out_codec": "raw", "budget_ms": 5000}}))
+    ws.send(
+        json.dumps(
+            {
+                "type": "hello",
+                "mode": "generate",
+                "params": {"input": "video", "out_codec": "raw", "budget_ms": 5000},
+            }
+        )
+    )
     assert _until(ws, "ready")["type"] == "ready"
     seen: set[str] = set()
 
@@ -114,7 +124,14 @@ def test_fuzzed_messages_get_errors_and_the_session_goes_on(server_thread) -> No
         assert _until(ws, "pong")["type"] == "pong", msg
 
     fuzz()
-    assert {"E_BAD_JSON", "E_BAD_TYPE", "E_BAD_FIELD", "E_BAD_HEADER", "E_TRUNCATED", "E_TOO_LARGE"} <= seen, seen
+    assert {
+        "E_BAD_JSON",
+        "E_BAD_TYPE",
+        "E_BAD_FIELD",
+        "E_BAD_HEADER",
+        "E_TRUNCATED",
+        "E_TOO_LARGE",
+    } <= seen, seen
     ws.send_binary(_raw_frame(16, 16))  # the session still works
     for _ in range(100):
         op, data = ws.recv_data()

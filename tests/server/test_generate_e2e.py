@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from streamrt.models.gen.data import to_pixels, to_tensor
 
 from streamrt.client import AsyncClient, End, OutputFrameEvent, ParamsAck, Stats
 from streamrt.gen.config import GenEngineConfig
 from streamrt.gen.engine import GenEngine
-from streamrt.models.gen.data import to_pixels, to_tensor
 
 
 def _direct_t2v(model, prompts: dict[int, str], n: int) -> list[np.ndarray]:
@@ -74,7 +74,13 @@ def test_video_to_video_answers_every_input_exactly(gen_model, serve, arun) -> N
 
     async def body():
         async with serve() as srv:
-            params = {"prompt": "a green triangle", "input": "video", "degrade": False, "out_codec": "raw", "budget_ms": 5000}
+            params = {
+                "prompt": "a green triangle",
+                "input": "video",
+                "degrade": False,
+                "out_codec": "raw",
+                "budget_ms": 5000,
+            }
             async with AsyncClient(srv.url, "generate", params) as c:
                 got, stats = [], []
                 for i, x in enumerate(inputs):
