@@ -71,6 +71,7 @@ class SpeculativeDecoder:
         self.history = history if history is not None else History()
         self.planner = Planner(self.config, target.cost)
         self.pending: int | None = None
+        self._rejected = 0
 
     def observe(self, ids: Sequence[int]) -> None:
         """Add context text the model saw (prompt, question) to the history drafters read."""
@@ -93,11 +94,14 @@ class SpeculativeDecoder:
         eos: int | Sequence[int] | None = None,
         deadline: Deadline = None,
         generator: torch.Generator | None = None,
+        on_round: Callable[[list[int], int], None] | None = None,
     ) -> DecodeResult:
         """Decode after a context whose next-token logits [V] are given (the prefill's last row).
 
-        The cache must hold that context (and nothing pending). Returns the emitted tokens (the EOS
-        included when it stopped the call), why it stopped, and the round statistics.
+        The cache must hold that context (and nothing pending). `on_round(tokens, rejected)` is called
+        after every round with the tokens it emitted and how many drafts were rejected (stream text
+        out from there). Returns the emitted tokens (the EOS included when it stopped the call), why it
+        stopped, and the round statistics.
         """
         params = params or SamplingParams()
         eos_set = {eos} if isinstance(eos, int) else set(eos or ())
@@ -108,6 +112,8 @@ class SpeculativeDecoder:
             self.target.measure_costs(self.config.max_draft + 1)
         out: list[int] = [choose(logits, params, generator)]
         self.history.extend(out)
+        if on_round is not None:
+            on_round(list(out), 0)
         stop: StopReason = "length"
         while True:
             if out[-1] in eos_set:
@@ -128,6 +134,8 @@ class SpeculativeDecoder:
                 break
             out += emitted
             self.history.extend(emitted)
+            if on_round is not None:
+                on_round(emitted, self._rejected)
         self.pending = out[-1]
         stats.tokens = len(out)
         return DecodeResult(tuple(out), stop, stats)
@@ -152,6 +160,7 @@ class SpeculativeDecoder:
         verdict = verify(prop.tokens, target_logits, params, prop.q, generator)
         dt = time.perf_counter() - t0
         emitted = [*prop.tokens[: verdict.accepted], verdict.token]
+        self._rejected = k - verdict.accepted
         for i, tok in enumerate(emitted):
             if tok in eos:
                 emitted = emitted[: i + 1]
