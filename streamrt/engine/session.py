@@ -60,6 +60,9 @@ class Session:
         self.config = config or EngineConfig()
         self.special = adapter.special
         self._turn_end = adapter.turn_end_ids()
+        sid = self.special.silence_id
+        self._ends = self.special.stop_ids | ({sid} if sid is not None else set())
+        """Tokens that end a response: the stop ids and the silence token (it closes a turn alone)."""
         self.cache = adapter.new_cache(self.config.cache)
         self._segments = 0
         self.last_spoke: float | None = None
@@ -91,7 +94,7 @@ class Session:
         first = self._first_token(logits) if reason is not None else None
         spoke = first is not None
         if not spoke and self._suspended is None:
-            self._silence()
+            self._silence(chunk.t_end)
         now = time.monotonic()
         yield ChunkDone(
             chunk.index, chunk.t_start, chunk.t_end, enc.total_tokens, enc.kept_tokens, p_silence,
@@ -129,11 +132,11 @@ class Session:
             logits = logits.clone()
             logits[self.special.silence_id] = float("-inf")
         tok = int(logits.argmax())  # host sync
-        return None if tok in self.special.stop_ids else tok
+        return None if tok in self._ends else tok
 
-    def _silence(self) -> None:
+    def _silence(self, t: float) -> None:
         if self.special.silence_id is not None:
-            self.adapter.prefill_text(self.cache, [self.special.silence_id], kind="assistant")
+            self.adapter.prefill_text(self.cache, [self.special.silence_id], kind="assistant", timestamp=t)
 
     def _start(
         self,
@@ -166,7 +169,7 @@ class Session:
         produced = 0
         while True:
             tok = r.next_token
-            if tok in self.special.stop_ids:
+            if tok in self._ends:
                 reason = "eos"
                 break
             if len(r.ids) >= cap:
@@ -194,7 +197,8 @@ class Session:
             logits = self.adapter.decode_step(self.cache, tok)  # [V]
             r.next_token = int(logits.argmax())  # host sync: one per generated token
         stop = r.next_token if reason == "eos" else self.special.eos_id
-        self.adapter.prefill_text(self.cache, [stop, *self._turn_end], kind="assistant")
+        close = [stop] if stop == self.special.silence_id else [stop, *self._turn_end]
+        self.adapter.prefill_text(self.cache, close, kind="assistant", timestamp=r.t)
         now = time.monotonic()
         yield ResponseEnd(
             r.segment, r.kind, self.adapter.decode(r.ids).strip(), r.t, len(r.ids),
