@@ -23,6 +23,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import secrets
 import sys
 import time
 import types
@@ -295,7 +296,9 @@ class DecodePool:
         if self._shm is None or self._shm.size < layout.total_bytes:
             self._release_shm()  # workers drop their mapping of the old block at their next begin
             # one block per pool, reused by later decodes: its pages stay mapped in every process
-            self._shm = shared_memory.SharedMemory(create=True, size=layout.total_bytes)
+            # named after the owning process so a leak is traceable (`ls /dev/shm/streamrt_*`)
+            name = f"streamrt_{os.getpid()}_{secrets.token_hex(4)}"
+            self._shm = shared_memory.SharedMemory(name=name, create=True, size=layout.total_bytes)
         shm = self._shm
         for w in range(self.workers):
             while self._items[w].acquire(False):  # drop posts left by an aborted session
@@ -408,7 +411,7 @@ class Session:
             self.pool.poll(_POLL_S)
         return self.pool._problems.pop((self.sid, seq))
 
-    def end(self, timeout: float = 5.0) -> None:
+    def end(self, timeout: float = 15.0) -> None:
         """Cancel outstanding work, wait until every worker has let go of the shared memory, free it."""
         if self.ended:
             return
