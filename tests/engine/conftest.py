@@ -4,35 +4,22 @@ and stream settings (real Hugging Face components, saved with save_pretrained an
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
-import torch
 from streamrt.models.vlm import load_adapter
-from streamrt.models.vlm.builtin import build_config, build_tokenizer, settings_json
+from streamrt.models.vlm.train import init_run
 
 from streamrt.synth import World, WorldConfig, write_video
 
 
-def save_random_builtin(out: Path, seed: int = 0) -> Path:
-    """The built-in architecture with random weights (seeded), as a model directory."""
-    from transformers import Qwen2VLForConditionalGeneration
-
-    tok = build_tokenizer()
-    ids = {t: tok.convert_tokens_to_ids(t) for t in tok.all_special_tokens}
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(build_config(len(tok), ids)).eval()
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    (out / "streamrt.json").write_text(json.dumps(settings_json()))
-    return out
-
-
 @pytest.fixture(scope="session")
 def random_model_dir(tmp_path_factory) -> Path:
-    return save_random_builtin(tmp_path_factory.mktemp("random-builtin"))
+    """The built-in architecture, tokenizer, template and settings with random weights (seed 0)."""
+    out = tmp_path_factory.mktemp("random-builtin")
+    init_run(out, seed=0)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -175,10 +175,10 @@ def test_deadline_cut_and_resume(random_adapter):
     )
     ends = [o for o in res if isinstance(o, ResponseEnd)]
     assert ends and all(o.tokens == 3 and o.reason == "max_tokens" for o in ends)
-    first = ends[0].segment
-    chunks_during = [i for i, o in enumerate(res) if isinstance(o, ChunkDone)]
-    d = [i for i, o in enumerate(res) if isinstance(o, TextDelta) and o.segment == first]
-    assert any(d[0] < c < d[-1] for c in chunks_during)  # a chunk was prefilled inside the response
+    first_end = next(i for i, o in enumerate(res) if isinstance(o, ResponseEnd))
+    assert (
+        sum(isinstance(o, ChunkDone) for o in res[:first_end]) >= 2
+    )  # resumed after a later chunk's prefill
 
 
 def test_bounded_memory_over_a_long_stream(random_adapter):
