@@ -9,4 +9,5 @@ from __future__ import annotations
 
 TRAINERS: dict[str, str] = {
     "gen": "streamrt.models.gen.cli",
+    "vlm": "streamrt.models.vlm.train_cli",
 }

@@ -133,8 +133,9 @@ class StreamSettings:
     """Frames per second the model expects."""
     frames_per_chunk: int
     """Frames encoded together as one chunk (Qwen2-VL: temporal_patch_size)."""
-    frame_size: tuple[int, int]
-    """(height, width) frames are resized to before patchify; decode at this size to save work."""
+    frame_size: tuple[int, int] | None
+    """(height, width) every frame is resized to before patchify (decode at this size to save work);
+    None: the adapter derives it from each input's size (e.g. Qwen2-VL's smart_resize)."""
     max_positions: int | None
     """Fixed position limit of a 1-D RoPE model (Idefics3/SmolVLM); None when unbounded (M-RoPE)."""
 
@@ -226,7 +227,7 @@ class VLMAdapter(ABC):
         self, cache: HFStreamCache, chunk: VisionChunk, kept: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Append the chunk (prefix text, kept vision tokens, suffix text) as one 'vision' segment
-        stamped with `chunk.timestamp` and the kept mask, run the model over it, and return the fp32
+        stamped with `chunk.timestamp` and the kept mask (bool [N] over the vision tokens), run the model over it, and return the fp32
         next-token logits at its last position: [V]."""
 
     # ---- text ------------------------------------------------------------------------------------
