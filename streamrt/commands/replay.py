@@ -121,6 +121,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a response still decoding at the next frame deadline: cut (default), resume after the next chunk, or finish regardless",
     )
     p.add_argument("--max-tokens", type=int, default=40, help="longest commentary or answer in tokens (40)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per stage (default: half the cores; the vision encoder and the language model run in parallel)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar; stream text as it is decoded")
     p.add_argument("--summary-json", type=Path, metavar="PATH", help="also write the summary as JSON")
 
@@ -186,6 +192,11 @@ def _replay(args: argparse.Namespace, source: str, questions: list, config) -> i
     from streamrt.models.vlm import load_adapter
 
     check_source(source)
+    import os
+
+    import torch
+
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) // 2))
     t0 = time.monotonic()
     adapter = load_adapter(args.model, device=args.device, dtype=args.dtype)
     log.info("loaded %s in %.1f s", args.model, time.monotonic() - t0)

@@ -44,7 +44,7 @@ class Summary:
     chunk_latency_p50_s: float
     chunk_latency_p99_s: float
     response_latency_p50_s: float
-    """Ready-to-first-delta latency of responses."""
+    """Ready-to-first-delta latency of responses (to its end for one that streamed no text)."""
     response_latency_p99_s: float
     chunk_deadline_misses: int
     response_deadline_misses: int
@@ -132,7 +132,10 @@ class StatsCollector:
                 self._first_delta.add(o.segment)
                 self.response_latency.append(o.output - o.capture)
         elif isinstance(o, ResponseEnd):
-            self._first_delta.discard(o.segment)
+            if o.segment in self._first_delta:
+                self._first_delta.discard(o.segment)
+            else:  # no visible text was streamed: the response's latency is its end's
+                self.response_latency.append(o.output - o.capture)
             self.commentaries += o.kind == "commentary"
             self.answers += o.kind == "answer"
             self.response_misses += not o.deadline_met

@@ -19,7 +19,8 @@ FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".srt": "srt", ".vtt": "vtt"}
 
 
 def output_record(o: Output) -> dict[str, object]:
-    """The JSON form of an output (stream times in seconds, latency in seconds)."""
+    """The JSON form of an output: stream times `t*` in seconds; `capture` and `output` are this
+    machine's monotonic clock in seconds (comparable within one file), latency = output - capture."""
     if isinstance(o, TextDelta):
         return {
             "type": "delta",
@@ -27,6 +28,8 @@ def output_record(o: Output) -> dict[str, object]:
             "kind": o.kind,
             "t": round(o.t, 3),
             "text": o.text,
+            "capture": round(o.capture, 4),
+            "output": round(o.output, 4),
             "latency_s": round(o.output - o.capture, 4),
             "deadline_met": o.deadline_met,
             "question": o.question,
@@ -41,6 +44,8 @@ def output_record(o: Output) -> dict[str, object]:
             "tokens": o.tokens,
             "reason": o.reason,
             "trigger": o.trigger,
+            "capture": round(o.capture, 4),
+            "output": round(o.output, 4),
             "latency_s": round(o.output - o.capture, 4),
             "deadline_met": o.deadline_met,
             "question": o.question,
@@ -55,6 +60,8 @@ def output_record(o: Output) -> dict[str, object]:
         "tokens_kept": o.tokens_kept,
         "p_silence": round(o.p_silence, 4),
         "spoke": o.spoke,
+        "capture": round(o.capture, 4),
+        "output": round(o.output, 4),
         "latency_s": round(o.output - o.capture, 4),
         "deadline_met": o.deadline_met,
         "encode_s": round(o.encode_s, 4),
