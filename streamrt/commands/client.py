@@ -23,6 +23,7 @@ examples:
   streamrt client none --prompt "a red circle" --frames 40 --save out/
   streamrt client clip.mp4 --prompt "a white circle" --fps 8 --save v2v/       # video to video
   streamrt client 0 --prompt "a blue square" --seconds 30                      # webcam
+  streamrt client clip.mp4 --mode understand --ask "3:what colour is the circle?"
   streamrt client none --server ws://gpu-box:8765/ws --token $TOKEN --param steps=2 --param seed=7
 """
 
@@ -34,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--mode", default="generate", help="session mode (default generate)")
     p.add_argument("--prompt", help="generate: what to show")
+    p.add_argument(
+        "--ask", action="append", default=[], metavar="SEC:TEXT", help="understand: ask TEXT at SEC seconds"
+    )
     p.add_argument(
         "--param",
         action="append",
@@ -105,6 +109,7 @@ async def _session(client, args: argparse.Namespace, live: bool) -> int:
         flush=True,
     )
     sender = asyncio.create_task(_send(client, args)) if live else None
+    asker = asyncio.create_task(_asks(client, args.ask)) if args.ask else None
     t0, frames, code = time.monotonic(), 0, 0
     try:
         while True:
@@ -138,12 +143,30 @@ async def _session(client, args: argparse.Namespace, live: bool) -> int:
                 code = 0 if ev.reason in ("input_ended", "shutdown") else 1
                 break
     finally:
-        if sender is not None:
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
+        for task in (sender, asker):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await client.close()
     print(f"{frames} output frames", flush=True)
     return code
+
+
+async def _asks(client, items: list[str]) -> None:
+    import asyncio
+
+    timed = []
+    for it in items:
+        sec, _, text = it.partition(":")
+        try:
+            timed.append((float(sec), text.strip()))
+        except ValueError:
+            timed.append((0.0, it))
+    t = 0.0
+    for sec, text in sorted(timed):
+        await asyncio.sleep(max(0.0, sec - t))
+        t = sec
+        await client.ask(text)
 
 
 async def _send(client, args: argparse.Namespace) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 NAME = "serve"
 ORDER = 60
-HELP = "serve streaming generation over websockets (protocol v1) with /healthz, /metrics and the web demo"
+HELP = "serve generation / understanding sessions over websockets (protocol v1), /healthz, /metrics, web demo"
 DESCRIPTION = """\
 Run the streamrt server: one websocket per session (ws://HOST:PORT/ws, subprotocol streamrt.v1, see
 docs/protocol.md), binary JPEG/WebP/PNG/raw frames with a fixed header, JSON control messages, one
@@ -24,12 +24,14 @@ server or an --origin you list. Ctrl-C (or SIGTERM) stops gracefully: every sess
 end{reason:"shutdown"} after its pending output.
 
 Modes: generate (the built-in streaming video generator, or --gen-model PATH: text to video, or
-video to video with hello params {"input": "video"}).
+video to video with hello params {"input": "video"}); understand (the streaming VLM engine over the
+built-in model or --vlm-model PATH: commentary and answers to `ask` as text segments).
 
 examples:
   streamrt serve                                   # 127.0.0.1:8765, built-in generator
   streamrt serve --port 9000 --max-sessions 8 --budget-ms 200
   STREAMRT_TOKEN=$(openssl rand -hex 16) streamrt serve --host 0.0.0.0
+  streamrt serve --modes generate,understand
   streamrt serve --gen-model runs/gen-64 --static my_site/
   streamrt client none --server ws://127.0.0.1:8765/ws --prompt "a red circle" --frames 40 --save out/
 """
@@ -46,7 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--token", default=os.environ.get("STREAMRT_TOKEN"), help="shared secret (default: $STREAMRT_TOKEN)"
     )
     p.add_argument("--origin", action="append", default=[], help="extra browser origin to allow (repeatable)")
-    p.add_argument("--modes", default="generate", help="comma-separated modes to serve (default: generate)")
+    p.add_argument(
+        "--modes", default="generate", help="comma-separated: generate, understand (default: generate)"
+    )
+    p.add_argument(
+        "--vlm-model", default="builtin", help="understand: VLM folder or hub id (default: built-in)"
+    )
     p.add_argument(
         "--gen-model", type=Path, default=None, help="generator checkpoint folder (default: built-in)"
     )
@@ -70,7 +77,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_factories(modes: list[str], gen_model: Path | None) -> dict:
+def build_factories(modes: list[str], gen_model: Path | None, vlm_model: str = "builtin") -> dict:
     """Load each mode's model once; returns {mode: EngineFactory}. Raises SystemExit on unknown modes."""
     factories = {}
     for mode in modes:
@@ -80,8 +87,13 @@ def build_factories(modes: list[str], gen_model: Path | None) -> dict:
 
             model = GenModel.load(gen_model) if gen_model else load_builtin()
             factories[mode] = generate_factory(model)
+        elif mode == "understand":
+            from streamrt.models.vlm import load_adapter
+            from streamrt.server.understand import understand_factory
+
+            factories[mode] = understand_factory(load_adapter(vlm_model))
         else:
-            raise SystemExit(f"error: unknown mode {mode!r}; available: generate")
+            raise SystemExit(f"error: unknown mode {mode!r}; available: generate, understand")
     return factories
 
 
@@ -112,8 +124,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        factories = build_factories([m.strip() for m in args.modes.split(",") if m.strip()], args.gen_model)
-    except ValueError as e:  # checkpoint errors carry a code and name the folder
+        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+        factories = build_factories(modes, args.gen_model, args.vlm_model)
+    except (ValueError, RuntimeError) as e:  # checkpoint / adapter errors carry a code and name the model
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -2,10 +2,10 @@
 
 A `SessionEngine` is one session's model state (a generation stream, a VLM conversation) behind a few
 verbs: `validate` / `apply` parameters, `step` one unit of work (an input frame, or a paced tick when
-the mode has no input), `ask`, `observe` the wall time of a step against its budget (the engine's own
-degrade ladder), `degrade` one rung on the scheduler's request, `close`. `step`, `apply`, `ask`,
+the mode has no input), `finish` when the input ends, `ask`, `observe` the wall time of a step against its budget (the engine's own
+degrade ladder), `degrade` one rung on the scheduler's request, `close`. `step`, `finish`, `apply`,
 `observe` and `degrade` run on the scheduler's worker thread, one at a time per session; `validate`
-runs on the event loop and must not touch engine state. One adapter module per mode wraps a real
+and `ask` run on the event loop and must not touch state a step uses (ask only queues). One adapter module per mode wraps a real
 engine (generate.py). This module knows neither sockets nor models.
 """
 
@@ -28,6 +28,8 @@ class InputFrame:
     capture_us: int
     pixels: np.ndarray
     """[H, W, 3] uint8 RGB."""
+    arrived: float
+    """time.monotonic() when the server received it."""
     deadline: float
     """time.monotonic() by which its output is due."""
 
@@ -62,6 +64,13 @@ class StepResult:
     outputs: tuple[Output, ...]
     level: int = 0
     """The degrade-ladder rung the step ran at (0 = full quality)."""
+    finished_unit: bool | None = None
+    """The step completed a unit of work whose latency and deadline count (a block, a chunk), whether
+    or not it produced outputs; None: it did exactly when it produced outputs."""
+
+    @property
+    def counts(self) -> bool:
+        return bool(self.outputs) if self.finished_unit is None else self.finished_unit
 
 
 def param_error(name: str, problem: str) -> ProtocolError:
@@ -90,7 +99,12 @@ class SessionEngine(ABC):
         """Paced modes: seconds between ticks (the output duration of one step)."""
         raise NotImplementedError
 
+    def finish(self) -> StepResult:
+        """The input ended: flush what is buffered inside the engine (on the worker thread)."""
+        return StepResult(())
+
     def ask(self, question_id: str, text: str) -> None:
+        """A question (called on the event loop: only queue it; later steps answer it)."""
         raise ProtocolError("E_UNSUPPORTED", "this mode does not take questions")
 
     @abstractmethod

@@ -99,7 +99,7 @@ class Session:
         self.est_s = 0.0
         self.level = 0
         self.counters: Counter[str] = Counter()
-        """frames_in, frames_out, texts_out, hits, misses, degrades, errors."""
+        """frames_in, frames_out, texts_out, steps (jobs that ran), hits, misses, degrades, errors."""
         self.drops: Counter[str] = Counter()
         """input_buffer_full, expired_in_buffer, expired, behind, paused, bad_image (slow_client in outbox)."""
         self.latencies: deque[float] = deque(maxlen=512)
@@ -175,6 +175,8 @@ class Session:
             await self._pump_input()
         else:
             await self._pump_paced()
+        now = time.monotonic()  # the engine flushes what it holds (a partial chunk, open questions)
+        await self._run(None, now, now + self.budget_s, self.budget_s, droppable=False, finish=True)
         self.outbox.end(P.control("end", reason="input_ended"))
 
     async def _pump_input(self) -> None:
@@ -188,7 +190,7 @@ class Session:
             if self.paused or time.monotonic() > item.deadline:
                 self.drops["paused" if self.paused else "expired_in_buffer"] += 1
                 continue
-            await self._run(item, item.arrived, item.deadline, droppable=True)
+            await self._run(item, item.arrived, item.deadline, self.budget_s, droppable=True)
 
     async def _pump_paced(self) -> None:
         release = time.monotonic()
@@ -200,21 +202,31 @@ class Session:
             delay = release - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            await self._run(None, release, release + self.budget_s, droppable=False)
+            budget = min(self.budget_s, self.engine.tick_interval_s())  # the ladder keeps real time
+            await self._run(None, release, release + self.budget_s, budget, droppable=False)
             release += self.engine.tick_interval_s()
             now = time.monotonic()
             if release < now - self.budget_s:
                 self.drops["behind"] += 1
                 release = now
 
-    async def _run(self, item: _Pending | None, origin: float, deadline: float, *, droppable: bool) -> None:
+    async def _run(
+        self,
+        item: _Pending | None,
+        origin: float,
+        deadline: float,
+        budget: float,
+        *,
+        droppable: bool,
+        finish: bool = False,
+    ) -> None:
+        """One job through the scheduler; `budget` is what the engine's ladder compares its run time to."""
         params, self._params = self._params, {}
         rev, self._unacked_rev = self._unacked_rev, None
-        budget = deadline - origin if item is not None else min(self.budget_s, self.engine.tick_interval_s())
         codec, quality = self.out_codec, self.out_quality
 
         def job(degrade: bool) -> _Work:
-            return self._work(item, params, degrade, budget, codec, quality)
+            return self._work(item, params, degrade, budget, codec, quality, finish)
 
         res = await self.scheduler.run(self.id, job, deadline=deadline, est_s=self.est_s, droppable=droppable)
         now = time.monotonic()
@@ -234,6 +246,7 @@ class Session:
             self.error(res.error)
             return
         assert res.result is not None
+        self.counters["steps"] += 1
         self.level = res.result.level
         self.counters["frames_out"] += len(res.frames)
         for data in res.frames:
@@ -252,7 +265,7 @@ class Session:
                         question_id=out.question_id,
                     ),
                 )
-        if res.result.outputs:
+        if res.result.counts:
             self.latencies.append(now - origin)
             self.unreported.append(now - origin)
             self.counters["hits" if now <= deadline else "misses"] += 1
@@ -267,6 +280,7 @@ class Session:
         budget: float,
         codec: P.Codec,
         quality: int,
+        finish: bool = False,
     ) -> _Work:
         """On the worker thread: params, degrade, decode, step, observe, encode."""
         t0 = time.perf_counter()
@@ -283,8 +297,8 @@ class Session:
                 px = decode_image(h.codec, item.payload, h.width, h.height)
             except P.ProtocolError as e:
                 return _Work(None, (), time.perf_counter() - t0, degraded, first, e)
-            frame = InputFrame(h.seq, h.capture_us, px, item.deadline)
-        result = eng.step(frame)
+            frame = InputFrame(h.seq, h.capture_us, px, item.arrived, item.deadline)
+        result = eng.finish() if finish else eng.step(frame)
         frames = tuple(
             self._encode(o, codec, quality, wall_us) for o in result.outputs if isinstance(o, OutputFrame)
         )

@@ -105,3 +105,14 @@ def server_thread(factories: dict) -> Iterator[Callable[..., ServerThread]]:
     yield start
     for st in started:
         st.stop()
+
+
+@pytest.fixture(scope="session")
+def vlm_adapter(tmp_path_factory):
+    """The built-in VLM architecture, tokenizer and template with random weights (real HF components)."""
+    from streamrt.models.vlm import load_adapter
+    from streamrt.models.vlm.train import init_run
+
+    out = tmp_path_factory.mktemp("vlm-random")
+    init_run(out, seed=0)
+    return load_adapter(str(out))

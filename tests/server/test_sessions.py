@@ -164,6 +164,7 @@ def test_a_vanishing_client_is_cleaned_up(gen_model, arun) -> None:
                 for _ in range(5):
                     await c.send_frame(np.zeros((16, 16, 3), np.uint8))
                 c._ws.transport.abort()  # vanish: no close handshake
+                await c.close()  # the client's own keep-alive task (the server saw no close frame)
                 for _ in range(100):
                     if not srv.sessions:
                         break
