@@ -53,6 +53,22 @@ class FrameLike(Protocol):
     def t(self) -> float: ...
 
 
+def source_drops(frames: object) -> dict[str, int]:
+    """Drops counted by a live ingest source: the grabbers' keep-latest overwrites, the pushed
+    buffer's drop-oldest and stale frames ({} for sources that never drop, e.g. files)."""
+    st = getattr(frames, "stats", None)
+    out = {}
+    for attr, name in (
+        ("dropped", "source/keep_latest"),
+        ("dropped_oldest", "source/drop_oldest"),
+        ("dropped_stale", "source/stale"),
+    ):
+        n = getattr(st, attr, None)
+        if isinstance(n, int):
+            out[name] = n
+    return out
+
+
 class StreamRun:
     """A running session over one source (see module docstring).
 
@@ -134,9 +150,11 @@ class StreamRun:
             close()
 
     def summary(self) -> Summary:
-        return self.stats.summary(
+        s = self.stats.summary(
             self.chunker.sampled, self.chunker.skipped, [self.chunks.stats(), self.encoded.stats()]
         )
+        s.drops.update(source_drops(self._frames))
+        return s
 
     def __enter__(self) -> StreamRun:
         return self
