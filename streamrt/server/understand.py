@@ -24,11 +24,13 @@ from streamrt.engine.chunker import Chunker
 from streamrt.engine.encoder import ChunkEncoder
 from streamrt.models.vlm import VLMAdapter
 from streamrt.server.engine import InputFrame, SessionEngine, StepResult, TextSegment, param_error
-from streamrt.server.protocol import ParamValue
+from streamrt.server.protocol import ParamValue, ProtocolError
 
 LADDER: tuple[tuple[float, int], ...] = ((0.9, 40), (0.8, 24), (0.7, 12), (0.5, 6))
 """Rungs: (token-drop similarity threshold, longest commentary in tokens); rung 0 = the configured."""
 HELLO_ONLY = ("system_prompt", "degrade")
+MAX_OPEN_QUESTIONS = 16
+"""Questions waiting for the next chunk boundary; one more is refused with E_STATE (never dropped)."""
 
 
 class UnderstandEngine(SessionEngine):
@@ -48,7 +50,7 @@ class UnderstandEngine(SessionEngine):
         self.level = 0
         self._top = (self.cfg.drop_threshold or LADDER[0][0], self.cfg.max_commentary_tokens)
         self._misses = self._easy = 0
-        self._questions: deque[tuple[str, str]] = deque(maxlen=16)  # (id, text), from the event loop
+        self._questions: deque[tuple[str, str]] = deque()  # (id, text), from the event loop; bounded in ask
         self._lock = threading.Lock()
         self._first_us: int | None = None
         self._last_t = 0.0
@@ -109,6 +111,10 @@ class UnderstandEngine(SessionEngine):
     # ---- questions ---------------------------------------------------------------------------------------
     def ask(self, question_id: str, text: str) -> None:
         with self._lock:  # called on the event loop; taken by the next step on the worker
+            if len(self._questions) >= MAX_OPEN_QUESTIONS:
+                raise ProtocolError(
+                    "E_STATE", f"{MAX_OPEN_QUESTIONS} questions already wait for the next chunk"
+                )
             self._questions.append((question_id, text))
 
     def _take_questions(self, t: float) -> list[Question]:
