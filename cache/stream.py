@@ -210,8 +210,16 @@ class StreamCache:
         n = positions.shape[1]
         if n == 0:
             raise CacheError("E_CACHE_ARGS", "empty chunk")
+        if int(positions.min()) < self._next_position:  # host sync: one scalar per chunk
+            raise CacheError(
+                "E_CACHE_ARGS",
+                f"positions start at {int(positions.min())}, before the next position {self._next_position}: "
+                "compute them with positions_for / vision_positions_for just before append",
+            )
         if span is None:
             span = int(positions.max()) + 1 - self._next_position
+        if span < 1:
+            raise CacheError("E_CACHE_ARGS", f"a chunk must occupy at least one position, span is {span}")
         if self._speculating:
             if self.length + n > self.config.capacity:
                 raise CacheError(
@@ -290,10 +298,13 @@ class StreamCache:
         """Drop every row at or after `to_length`: a pointer move, no tensor is written.
 
         A text-like segment may be cut (speculative tokens); a vision chunk may not (E_CACHE_SPLIT).
-        Ends any open speculation and any pending chunk.
+        Ends any open speculation; a pending chunk (appended, forward not run or failed) is always
+        dropped, whatever `to_length`.
         """
         if not 0 <= to_length <= self.length:
             raise CacheError("E_CACHE_ROLLBACK", f"cannot roll back to {to_length}; length is {self.length}")
+        if self._pending is not None:
+            to_length = min(to_length, self._pending[0])
         keep: list[Segment] = []
         first_dropped: Segment | None = None
         for s in self._segments:

@@ -68,6 +68,15 @@ def test_misuse_raises_typed_errors():
     with pytest.raises(CacheError) as e:
         cache.rollback(9)
     assert e.value.code == "E_CACHE_ROLLBACK"
+    cache.rollback(cache.length)  # a failed forward: the pending chunk goes whatever the target
+    assert cache.length == 0 and cache.next_position == 0
+    stale = cache.positions_for(2)
+    cache.append("text", 2)
+    with pytest.raises(CacheError) as e:
+        cache.write(0, torch.zeros(1, 1, 2, 4), torch.zeros(1, 1, 2, 4))
+        cache.write(1, torch.zeros(1, 1, 2, 4), torch.zeros(1, 1, 2, 4))
+        cache.append("text", positions=stale)
+    assert e.value.code == "E_CACHE_ARGS"
     with pytest.raises(CacheError) as e:
         CacheSpec(1, 1, 8, torch.ones(4), (1, 1, 1))
     assert e.value.code == "E_CACHE_SPEC"
