@@ -3,8 +3,9 @@ differential token drop.
 
 Stream: the shapes world the built-in model is trained on (`demo` preset, a held-out seed), sampled at
 the model's fps and rendered at 320x180 on the fly by the engine's feeder thread (no video file: this
-measures the engine, not the decoder); one hour (quick: two minutes). Model: the built-in model when
-it is installed, else the same architecture with random weights (the note says which). Both cases
+measures the engine, not the decoder); one hour (quick: two minutes). Model: $STREAMRT_BENCH_VLM_MODEL
+when set, else the built-in model when it is installed, else the same architecture with random
+weights (the note says which). Both cases
 run at full speed with the "exact" engine preset (deadlines recorded, never cutting a response), so
 the two runs differ only by the token drop.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import os
 import shutil
 import tempfile
 from collections import Counter
@@ -41,9 +43,13 @@ RENDER = (320, 180)
 
 
 def load_model():
-    """(adapter, description): the built-in model, or its architecture with random weights."""
+    """(adapter, description): $STREAMRT_BENCH_VLM_MODEL if set (a model directory or hub id), else the
+    built-in model, else its architecture with random weights."""
     from streamrt.models.vlm import AdapterError, load_adapter
 
+    chosen = os.environ.get("STREAMRT_BENCH_VLM_MODEL")
+    if chosen:
+        return load_adapter(chosen), chosen
     try:
         return load_adapter("builtin"), "built-in model"
     except AdapterError:
