@@ -51,7 +51,9 @@ def make_clip(w: int, h: int, seconds: int, gop: int, source: str = "testsrc2") 
         from streamrt.synth import World, WorldConfig, write_video
 
         world = World(WorldConfig(seed=7, width=w, height=h, fps=30.0))
-        write_video(tmp, world, seconds, gop=gop, bframes=3, progress=True)
+        write_video(
+            tmp, world, seconds, gop=gop, bframes=3, progress=True, timeline=path.with_suffix(".events.jsonl")
+        )
     else:
         subprocess.run(
             [

@@ -124,10 +124,15 @@ class FileDecoder:
 
     # ------------------------------------------------------------------ the pipeline
     def _slot_bytes(self) -> int:
+        """Bytes of one output frame (rotation never changes it). When the header does not name the
+        pixel format, native slots get room for the largest common one (4:4:4, 16 bits)."""
         w, h = self.info.width, self.info.height
-        dummy = av.VideoFrame(w, h, self.info.pix_fmt or "yuv420p")
-        geo = geometry(self.spec, w, h, 0, native_nbytes(dummy))  # rotation never changes the byte count
-        return geo.nbytes
+        if w <= 0 or h <= 0:
+            raise CorruptData(
+                f"{self.path}: the video stream has no frame size in its header", source=self.path
+            )
+        native = native_nbytes(av.VideoFrame(w, h, self.info.pix_fmt)) if self.info.pix_fmt else w * h * 6
+        return geometry(self.spec, w, h, 0, native).nbytes
 
     def _run(self) -> Iterator[Frame]:
         t0 = time.perf_counter()
