@@ -1,7 +1,7 @@
 """`EngineConfig`: everything that shapes one understanding session, one frozen dataclass with presets.
 
-Owns no state. The model's own stream settings (fps, frames per chunk, frame size) come from the
-adapter unless overridden here; cache sizes and retention come from `streamrt.cache`.
+Owns no state. The model's own stream settings (frames per chunk, frame size; fps unless overridden
+here) come from the adapter; cache sizes and retention come from `streamrt.cache`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ class EngineConfig:
 
     fps: float | None = None
     """Frames per second fed to the model (None: the adapter's)."""
-    frames_per_chunk: int | None = None
-    """Frames per chunk (None: the adapter's; must match what its vision encoder takes)."""
     drop_threshold: float | None = 0.9
     """Differential token drop: a visual token whose cosine similarity to the same (h, w) token of the
     previous frame exceeds this is dropped. None: no drop at all (every token kept)."""
@@ -65,8 +63,6 @@ class EngineConfig:
         bad = []
         if self.fps is not None and self.fps <= 0:
             bad.append(f"fps {self.fps} <= 0")
-        if self.frames_per_chunk is not None and self.frames_per_chunk < 1:
-            bad.append(f"frames_per_chunk {self.frames_per_chunk} < 1")
         if self.token_budget is not None and self.token_budget < 1:
             bad.append(f"token_budget {self.token_budget} < 1")
         if self.deadline_s is not None and self.deadline_s <= 0:

@@ -89,7 +89,7 @@ class StreamRun:
         self.adapter = adapter
         self.config = cfg = config or EngineConfig()
         self.fps = cfg.fps or adapter.fps
-        fpc = cfg.frames_per_chunk or adapter.frames_per_chunk
+        fpc = adapter.frames_per_chunk
         self.budget_s = cfg.deadline_s or fpc / self.fps
         self.paced = speed is not None and not live
         self.speed = speed

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from streamrt.cache import StreamCache
 from streamrt.engine.config import EngineConfig
 from streamrt.engine.policy import CutResponse, ResumeResponse, Signal
 from streamrt.engine.types import (
@@ -72,7 +73,7 @@ class Session:
             adapter.prefill_text(self.cache, adapter.system_ids(self.config.system_prompt), kind="system")
 
     @property
-    def store(self):  # -> StreamCache
+    def store(self) -> StreamCache:
         """The StreamCache (segments, positions, memory report)."""
         return self.cache.store
 
