@@ -1,7 +1,8 @@
 """Prometheus metrics of one server (its own registry, so several servers can live in one process).
 
 Counters: sessions, refused connections, frames in/out, drops by reason, errors by code, deadline hits
-and misses; gauges: active sessions, scheduler queue; histogram: output latency by mode. Sessions
+and misses; gauges: active sessions, scheduler queue, worker busy seconds; histogram: output latency
+by mode. Sessions
 report their deltas when they end and at every stats tick. Owns the registry. Does not know sockets.
 """
 
@@ -22,6 +23,9 @@ class ServerMetrics:
         self.refused = PCounter("streamrt_refused", "connections refused", ["reason"], registry=r)
         self.active = Gauge("streamrt_active_sessions", "sessions running now", registry=r)
         self.queued = Gauge("streamrt_scheduler_queue", "jobs waiting for a worker", registry=r)
+        self.busy = Gauge(
+            "streamrt_worker_busy_seconds", "worker seconds spent on model work so far", registry=r
+        )
         self.frames_in = PCounter("streamrt_frames_in", "input frames received", ["mode"], registry=r)
         self.frames_out = PCounter("streamrt_frames_out", "output frames produced", ["mode"], registry=r)
         self.drops = PCounter("streamrt_drops", "frames dropped", ["mode", "reason"], registry=r)

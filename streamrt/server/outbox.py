@@ -7,6 +7,7 @@ Order of sending: control (ready, params_ack, pong, end), errors, text segments,
 - text: merged per segment id (a newer version of a segment replaces the pending one), never dropped.
 - stats: latest wins.
 - output frames: a drop-oldest buffer of `frame_cap`; every drop is counted (`slow_client`).
+- after `end`: what is pending is flushed, then the end message; new text, stats and frames are ignored.
 Owns the pending items and the counters. Does not know the socket (the session's writer drains it).
 """
 
@@ -43,14 +44,20 @@ class Outbox:
         self.event.set()
 
     def text(self, segment_id: int, message: str) -> None:
+        if self._end is not None:  # the session is over: nothing new after `end`
+            return
         self._texts[segment_id] = message
         self.event.set()
 
     def stats(self, message: str) -> None:
+        if self._end is not None:
+            return
         self._stats = message
         self.event.set()
 
     def frame(self, data: bytes) -> None:
+        if self._end is not None:  # a paced engine may still produce; the end must not wait behind it
+            return
         if len(self._frames) == self._frames.maxlen:
             self.dropped_frames += 1  # deque(maxlen) evicts the oldest on append
         self._frames.append(data)

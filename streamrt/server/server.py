@@ -136,6 +136,7 @@ class Server:
             if path == "/metrics":
                 self.metrics.active.set(len(self.sessions))
                 self.metrics.queued.set(self.scheduler.queued)
+                self.metrics.busy.set(self.scheduler.busy_s)
                 return _response(200, self.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
             return self._static(path)
         if not origin_allowed(req.headers.get("Origin"), req.headers.get("Host"), self.cfg.origins):
@@ -217,6 +218,13 @@ class Server:
             except P.ProtocolError as e:
                 await self._send_error(ws, e)
                 continue
+            except Exception as e:  # the engine could not be built: say so, do not leave the client guessing
+                log.exception("building a %s engine failed", getattr(hello, "mode", "?"))
+                await self._send_error(
+                    ws, P.ProtocolError("E_INTERNAL", f"engine failed to start: {type(e).__name__}: {e}")
+                )
+                await ws.close(1011, "engine failed")
+                return None
             params = hello.params
             sid = new_session_id()
             s = Session(
@@ -298,7 +306,6 @@ class Server:
                 else:
                     s.on_control(P.decode_control(msg, max_bytes=self.cfg.max_control_bytes))
             except P.ProtocolError as e:
-                self.metrics.errors.labels(e.code).inc()
                 s.error(e)
 
     async def _writer(self, ws: ServerConnection, s: Session) -> None:
@@ -331,4 +338,7 @@ class Server:
         self.metrics.add(s.mode, s.counters, drops, before, drops_before)
         while s.unreported:
             self.metrics.latency.labels(s.mode).observe(s.unreported.popleft())
+        for code, n in s.error_codes.items():
+            self.metrics.errors.labels(code).inc(n)
+        s.error_codes.clear()
         s.reported = (Counter(s.counters), drops)

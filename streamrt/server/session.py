@@ -105,6 +105,8 @@ class Session:
         self.latencies: deque[float] = deque(maxlen=512)
         self.unreported: deque[float] = deque(maxlen=4096)
         """Latencies not yet handed to the metrics histogram (drained once a second)."""
+        self.error_codes: Counter[str] = Counter()
+        """Errors sent, by code (the server hands them to its metrics)."""
         self.reported: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
         """(counters, drops) at the last metrics report."""
         self.started = time.monotonic()
@@ -318,6 +320,7 @@ class Session:
     # ---- reporting -------------------------------------------------------------------------------------
     def error(self, e: P.ProtocolError) -> None:
         self.counters["errors"] += 1
+        self.error_codes[e.code] += 1
         self.outbox.error(P.error(e.code, e.message))
 
     def stats(self, interval_s: float, prev: Counter[str]) -> dict[str, object]:
