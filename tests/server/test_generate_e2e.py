@@ -47,7 +47,13 @@ async def _frames(c: AsyncClient, n: int, acks: list[ParamsAck] | None = None) -
 def test_text_to_video_frames_equal_direct_engine(gen_model, serve, arun, preset: str) -> None:
     async def body():
         async with serve() as srv:
-            params = {"prompt": "a red circle", "degrade": False, "out_codec": "raw", "budget_ms": 5000, "preset": preset}
+            params = {
+                "prompt": "a red circle",
+                "degrade": False,
+                "out_codec": "raw",
+                "budget_ms": 5000,
+                "preset": preset,
+            }
             async with AsyncClient(srv.url, "generate", params) as c:
                 first = await _frames(c, 6)
                 acks: list[ParamsAck] = []

@@ -176,3 +176,24 @@ def test_upgrade_on_unknown_path_is_404(serve, arun) -> None:
             return e.value.response.status_code
 
     assert arun(body()) == 404
+
+
+def test_handshake_timeout_closes_silent_connections(serve, arun) -> None:
+    import socket
+    import time
+
+    async def body():
+        async with serve(handshake_timeout_s=0.3) as srv:
+            loop = asyncio.get_running_loop()
+
+            def silent() -> tuple[bytes, float]:
+                with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+                    t0 = time.monotonic()
+                    s.sendall(b"GET /ws HTTP/1.1\r\n")  # an upgrade request that never finishes
+                    data = s.recv(4096)  # b"" once the server gives up
+                    return data, time.monotonic() - t0
+
+            return await loop.run_in_executor(None, silent)
+
+    data, waited = arun(body())
+    assert waited < 4.0 and b"101" not in data
