@@ -200,7 +200,7 @@ def _replay(args: argparse.Namespace, source: str, questions: list, config) -> i
     t0 = time.monotonic()
     adapter = load_adapter(args.model, device=args.device, dtype=args.dtype)
     log.info("loaded %s in %.1f s", args.model, time.monotonic() - t0)
-    opened = open_stream(source, adapter.settings.frame_size, config.fps or adapter.fps)
+    opened = open_stream(source, config.fps or adapter.fps)
     meta = {
         "source": source,
         "model": args.model,

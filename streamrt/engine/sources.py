@@ -1,7 +1,7 @@
-"""Open a video source for a session: sampled at the model's fps and decoded at its frame size.
+"""Open a video source for a session: RGB frames sampled at the model's fps.
 
-Files go through the parallel decoder with `EveryFps` sampling (conversion to RGB at the model's
-size happens in the decode workers); webcams and network streams through the live grabbers (newest
+Files go through the parallel decoder with `EveryFps` sampling (conversion to RGB, and scaling
+down of large frames, happen in the decode workers); webcams and network streams through the live grabbers (newest
 frame only; the chunker puts them on the grid). Errors are ingest's typed errors (`IngestError`,
 E_INGEST_*). The shipped demo clip's path is here too. Owns nothing once the source is returned.
 """
@@ -33,6 +33,11 @@ class OpenedSource:
     """Seconds of video (files, when the container says); None for live sources."""
 
 
+MAX_SHORT_SIDE = 360
+"""Files with a larger shorter side are scaled down (area filter) by the decode workers to this; the
+adapter then resizes to the model's own input size with its own filter, as in training."""
+
+
 def check_source(spec: str) -> None:
     """Fail early with ingest's typed error if `spec` is a file that cannot be opened as video
     (reads the container header only; live sources are checked when opened)."""
@@ -40,13 +45,18 @@ def check_source(spec: str) -> None:
         FileDecoder(spec).close()
 
 
-def open_stream(spec: str, frame_size: tuple[int, int] | None, fps: float) -> OpenedSource:
-    """Open `spec` (file path, URL or webcam) for a model taking (height, width) frames at `fps`
-    (None: native size; the adapter resizes each frame itself)."""
-    pixels = PixelSpec(format="rgb24", size=(frame_size[1], frame_size[0]) if frame_size else None)
-    kind = source_kind(spec)
-    if kind == "file":
+def open_stream(spec: str, fps: float) -> OpenedSource:
+    """Open `spec` (file path, URL or webcam) as RGB frames for a model sampling at `fps`.
+
+    Frames keep their size (files: scaled down to a shorter side of MAX_SHORT_SIDE when larger); the
+    adapter resizes them to its input size, with the filter its model was trained with.
+    """
+    if source_kind(spec) == "file":
+        with FileDecoder(spec) as head:
+            short = min(head.info.width, head.info.height)
+        pixels = PixelSpec(format="rgb24")
+        if short > MAX_SHORT_SIDE:
+            pixels = PixelSpec(format="rgb24", short_side=MAX_SHORT_SIDE, interpolation="area")
         src = open_source(spec, pixels=pixels, sampling=EveryFps(fps))
-        info = getattr(src, "info", None)
-        return OpenedSource(src, False, getattr(info, "duration_s", None))
-    return OpenedSource(open_source(spec, pixels=pixels), True, None)
+        return OpenedSource(src, False, getattr(getattr(src, "info", None), "duration_s", None))
+    return OpenedSource(open_source(spec, pixels=PixelSpec(format="rgb24")), True, None)

@@ -72,7 +72,7 @@ def test_commentary_and_answers_match_the_world(builtin, stream):
             qid = f"q{len(qs)}"
             qs.append(Question(t_last, qa.question, qid))
             truth[qid] = qa
-    opened = open_stream(str(path), builtin.settings.frame_size, fps)
+    opened = open_stream(str(path), fps)
     run = StreamRun(builtin, opened.frames, EngineConfig.preset("exact"), questions=qs)
     outs = list(run)
     said = [m for o in outs if isinstance(o, ResponseEnd) and o.kind == "commentary" for m in parse(o.text)]
