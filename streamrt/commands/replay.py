@@ -217,7 +217,7 @@ def _replay(args: argparse.Namespace, source: str, questions: list, config) -> i
     bar = None
     if not args.no_progress and not opened.live and sys.stderr.isatty():
         bar = tqdm(total=round(opened.duration_s or 0, 1) or None, unit="s", desc="replay", file=sys.stderr)
-    printer = _Printer(stream=bar is None)
+    printer = _Printer(bar is None, {q.id: q.text for q in questions})
     interrupted = False
     try:
         for out in run:
@@ -249,8 +249,9 @@ class _Printer:
     """Commentary on stdout: streamed delta by delta without a progress bar, else one line per response
     (printed above the bar)."""
 
-    def __init__(self, stream: bool) -> None:
+    def __init__(self, stream: bool, questions: dict[str, str]) -> None:
         self.stream = stream
+        self.questions = questions  # id -> text
         self.open: int | None = None  # segment whose line is being streamed
 
     def show(self, out) -> None:
@@ -260,14 +261,16 @@ class _Printer:
 
         if isinstance(out, TextDelta) and self.stream:
             if self.open != out.segment:
-                head = f"[{out.t:8.2f}s] " + ("Q/A " if out.kind == "answer" else "")
+                asked = (
+                    f"Q: {self.questions.get(out.question or '', '?')}  A: " if out.kind == "answer" else ""
+                )
+                head = f"[{out.t:8.2f}s] {asked}"
                 print(head, end="", flush=True)
                 self.open = out.segment
             print(out.text, end="", flush=True)
         elif isinstance(out, ResponseEnd):
             if self.stream and self.open == out.segment:
-                tail = f"   (Q: {out.question_text})" if out.kind == "answer" else ""
-                print(tail, flush=True)
+                print(flush=True)
             elif out.text or out.kind == "answer":
                 line = _line(out)
                 print(line, flush=True) if self.stream else tqdm.write(line, file=sys.stdout)
