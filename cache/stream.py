@@ -433,18 +433,22 @@ class StreamCache:
             raise CacheError("E_CACHE_PINNED", "a pinned segment cannot be evicted")
         shifts = not isinstance(self.config.positions, GapPositions)
         first = min(s.start for s in self._segments if s.id in gone)
+        old_len = self.length
+        dev = self.pos.device
+        # Per-row bookkeeping over [first, old_len): which rows stay, and each row's position delta
+        # (minus the spans of the evicted segments before it). O(evicted) Python, O(rows) tensor work.
+        keep = torch.ones(old_len - first, dtype=torch.bool, device=dev)
+        shift = torch.zeros(old_len - first, dtype=torch.long, device=dev)
         survivors: list[Segment] = []
-        rows: list[torch.Tensor] = []
-        deltas: list[torch.Tensor] = []
         cursor, delta = 0, 0
         for s in self._segments:
             if s.id in gone:
                 self.evicted_tokens += s.length
-                delta -= s.span if shifts else 0
+                keep[s.start - first : s.end - first] = False
+                if shifts:
+                    delta -= s.span
+                    shift[s.end - first :] -= s.span
                 continue
-            if s.start >= first:
-                rows.append(torch.arange(s.start, s.end, device=self.pos.device))
-                deltas.append(torch.full((s.length,), delta, dtype=torch.long, device=self.pos.device))
             survivors.append(
                 dataclasses.replace(s, start=cursor, pos_start=s.pos_start + delta, pos_end=s.pos_end + delta)
             )
@@ -453,9 +457,9 @@ class StreamCache:
         self._segments = survivors
         self._next_position += delta
         end = cursor
-        if rows and end > first:
-            idx = torch.cat(rows)  # [m] old rows of the moved survivors
-            d = torch.cat(deltas)  # [m] position delta of each
+        if end > first:
+            idx = keep.nonzero().flatten() + first  # [m] old rows of the moved survivors
+            d = shift[idx - first]  # [m] position delta of each
             # Allocation: index_select copies the moved rows once per eviction (not per step).
             for buf in (self.k, self.v, self.master):
                 if buf is not None:
