@@ -107,11 +107,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--silence-threshold",
         type=float,
-        default=0.5,
-        help="model policy: speak when P(silence) is below (0.5)",
+        default=None,
+        help="model policy: speak when P(silence) is below this (default: the policy's, 0.5)",
     )
     p.add_argument(
-        "--drop-threshold", type=_threshold, default=0.9, help="token drop cosine threshold, or off (0.9)"
+        "--drop-threshold",
+        type=_threshold,
+        default=argparse.SUPPRESS,
+        help="token drop: cosine similarity above which a visual token is dropped, or off (default: the engine's)",
     )
     p.add_argument("--token-budget", type=int, default=None, help="at most N visual tokens per chunk")
     p.add_argument(
@@ -120,7 +123,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="cut",
         help="a response still decoding at the next frame deadline: cut (default), resume after the next chunk, or finish regardless",
     )
-    p.add_argument("--max-tokens", type=int, default=40, help="longest commentary or answer in tokens (40)")
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=argparse.SUPPRESS,
+        help="longest commentary or answer in tokens (default: the engine's)",
+    )
     p.add_argument(
         "--threads",
         type=int,
@@ -131,7 +139,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--summary-json", type=Path, metavar="PATH", help="also write the summary as JSON")
 
 
-def _policy(spec: str, silence: float):
+def _policy(spec: str, silence: float | None):
     from streamrt.engine import AnyOf, EngineError, SceneChange, Schedule, SilenceThreshold
 
     parts = []
@@ -139,7 +147,7 @@ def _policy(spec: str, silence: float):
         name, _, arg = item.strip().partition(":")
         try:
             if name == "model":
-                parts.append(SilenceThreshold(silence))
+                parts.append(SilenceThreshold() if silence is None else SilenceThreshold(silence))
             elif name == "schedule":
                 parts.append(Schedule(float(arg or 5.0)))
             elif name == "scene":
@@ -168,13 +176,16 @@ def run(args: argparse.Namespace) -> int:
         questions = [parse_ask(a, f"q{i}") for i, a in enumerate(args.ask)]
         if args.ask_file:
             questions += read_ask_file(args.ask_file, first_id=len(questions))
+        given: dict[str, object] = {}
+        if hasattr(args, "drop_threshold"):
+            given["drop_threshold"] = args.drop_threshold
+        if hasattr(args, "max_tokens"):
+            given.update(max_commentary_tokens=args.max_tokens, max_answer_tokens=args.max_tokens)
         config = EngineConfig(
-            drop_threshold=args.drop_threshold,
             token_budget=args.token_budget,
             response=_policy(args.respond, args.silence_threshold),
             on_deadline=DEADLINE_POLICIES[args.on_deadline],
-            max_commentary_tokens=args.max_tokens,
-            max_answer_tokens=args.max_tokens,
+            **given,  # type: ignore[arg-type]
         )
         return _replay(args, source, questions, config)
     except (IngestError, AdapterError, EngineError) as e:
