@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -70,8 +70,7 @@ class ServerConfig:
     static_dir: Path | None = None
     """Static files served on plain HTTP GETs (the web demo); None: apps/web if it exists."""
     shutdown_grace_s: float = 5.0
-    modes: tuple[str, ...] = field(default=())
-    """Filled by the server from its engine factories (for /healthz)."""
+    """Graceful stop: how long sessions get to flush their output and their `end` before being closed."""
 
     def __post_init__(self) -> None:
         if not is_loopback(self.host) and not self.token:

@@ -131,6 +131,8 @@ class Server:
                     "max_sessions": self.cfg.max_sessions,
                     "modes": sorted(self.factories),
                     "protocol": P.SUBPROTOCOL,
+                    "uptime_s": round(time.monotonic() - self.started, 1),
+                    "worker_busy_s": round(self.scheduler.busy_s, 3),
                 }
                 return _response(200, json.dumps(body).encode() + b"\n", "application/json")
             if path == "/metrics":

@@ -79,7 +79,7 @@ def test_session_ids_are_unguessable() -> None:
     )
 
 
-def _slow_reader_body(model, seconds: float = 2.5):
+def _slow_reader_body(model, seconds: float = 2.5, limit_s: float = 15.0):
     async def body():
         cfg = ServerConfig(port=0, stats_interval_s=0.5)
         async with Server(cfg, {"generate": generate_factory(model)}) as srv:
@@ -95,8 +95,8 @@ def _slow_reader_body(model, seconds: float = 2.5):
             )
             await asyncio.sleep(0.3)
             slow_session = next(iter(srv.sessions.values()))
-            noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-            frame = P.encode_frame(P.FrameHeader(P.KIND_INPUT, "raw", 0, 0, -1, 64, 64), noise.tobytes())
+            noise = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+            frame = P.encode_frame(P.FrameHeader(P.KIND_INPUT, "raw", 0, 0, -1, 128, 128), noise.tobytes())
 
             async def flood():
                 while True:
@@ -111,7 +111,10 @@ def _slow_reader_body(model, seconds: float = 2.5):
             await b.connect()
             t0 = time.monotonic()
             frames, lat = 0, []
-            while time.monotonic() - t0 < seconds:
+            # at least `seconds`, and until the slow reader's writer has blocked (a loaded machine is slow)
+            while (el := time.monotonic() - t0) < seconds or (
+                slow_session.outbox.dropped_frames == 0 and el < limit_s
+            ):
                 ev = await b.recv(5)
                 if isinstance(ev, OutputFrameEvent):
                     frames += 1
@@ -132,13 +135,13 @@ def test_slow_reader_loses_frames_and_other_sessions_keep_pace(arun) -> None:
     from streamrt.models.gen.model import GenModel, GenSpec
     from streamrt.models.gen.text import shapes_world_vocab
 
-    vocab = shapes_world_vocab()  # 64x64 frames, 16-pixel patches: big outputs, cheap compute
+    vocab = shapes_world_vocab()  # 128x128 frames, 32-pixel patches: big outputs (48 KB raw), cheap compute
     model = GenModel(
         GenSpec(
-            GenModelConfig(patch=16, dim=24, heads=2, layers=1, text_len=6, vocab_size=len(vocab)),
+            GenModelConfig(patch=32, dim=24, heads=2, layers=1, text_len=6, vocab_size=len(vocab)),
             vocab,
-            64,
-            64,
+            128,
+            128,
             3.0,
         )
     )
