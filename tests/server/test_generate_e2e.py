@@ -135,3 +135,20 @@ def test_jpeg_roundtrip_and_stats(serve, arun) -> None:
     assert d["frames_in"] == 1 and d["frames_out"] == 1 and d["deadline_miss_rate"] == 0.0
     assert set(d["latency_ms"]) == {"p50", "p95", "p99"} and d["time_to_first_output_ms"] > 0
     assert d["queue"] == {"input": 0, "output_frames": 0, "scheduler": 0}
+
+
+def test_builtin_generator_through_the_server(builtin_gen, arun) -> None:
+    """The shipped model: 8 text-to-video frames through server and client equal the direct engine."""
+    from streamrt.server import Server, ServerConfig
+    from streamrt.server.generate import generate_factory
+
+    async def body():
+        async with Server(ServerConfig(port=0), {"generate": generate_factory(builtin_gen)}) as srv:
+            params = {"prompt": "a red circle", "degrade": False, "out_codec": "raw", "budget_ms": 10000}
+            async with AsyncClient(srv.url, "generate", params) as c:
+                return await _frames(c, 8)
+
+    frames = arun(body(), timeout=120)
+    ref = _direct_t2v(builtin_gen, {0: "a red circle"}, 8)
+    assert frames[0].pixels().shape == (builtin_gen.spec.height, builtin_gen.spec.width, 3)
+    assert all(np.array_equal(f.pixels(), r) for f, r in zip(frames, ref, strict=True))
