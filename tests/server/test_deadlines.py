@@ -97,3 +97,38 @@ def test_paused_session_drops_input_and_resumes(serve, arun) -> None:
     events, drops = arun(body())
     assert drops.get("paused") == 3 and isinstance(events[-1], End)
     assert [e.header.ref_seq for e in events if isinstance(e, OutputFrameEvent)] == [3]
+
+
+def test_overloaded_sessions_share_the_worker_fairly(serve, arun) -> None:
+    """Three clients flood video-to-video input: each session gets about a third of the work."""
+
+    async def body():
+        async with serve() as srv:
+            params = {"input": "video", "budget_ms": 300, "degrade": False}
+            clients = [AsyncClient(srv.url, "generate", params) for _ in range(3)]
+            for c in clients:
+                await c.connect()
+            sessions = [srv.sessions[c.session_id] for c in clients]
+            frame = np.zeros((16, 16, 3), np.uint8)
+
+            async def flood(c: AsyncClient) -> None:
+                t0 = time.monotonic()
+                while time.monotonic() - t0 < 2.0:
+                    await c.send_frame(frame, codec="raw")
+                    await asyncio.sleep(0.003)
+
+            async def drain(c: AsyncClient) -> None:
+                while True:
+                    await c.recv()
+
+            drains = [asyncio.create_task(drain(c)) for c in clients]
+            await asyncio.gather(*(flood(c) for c in clients))
+            for t in drains:
+                t.cancel()
+            steps = [s.counters["steps"] for s in sessions]
+            for c in clients:
+                await c.close()
+            return steps
+
+    steps = arun(body())
+    assert min(steps) > 0.65 * (sum(steps) / 3), steps
