@@ -10,4 +10,5 @@ from __future__ import annotations
 TRAINERS: dict[str, str] = {
     "gen": "streamrt.models.gen.cli",
     "vlm": "streamrt.models.vlm.train_cli",
+    "draft": "streamrt.models.draft.cli",
 }

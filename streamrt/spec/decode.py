@@ -73,6 +73,13 @@ class SpeculativeDecoder:
         self.pending: int | None = None
         self._rejected = 0
 
+    def restart(self, history: Sequence[int] = ()) -> None:
+        """Start over from another context (the caller restored or rebuilt the cache): replace the
+        history, drop the pending token; measured acceptance and costs are kept."""
+        self.history = History(self.history.min_n, self.history.max_n)
+        self.history.extend(list(history))
+        self.pending = None
+
     def observe(self, ids: Sequence[int]) -> None:
         """Add context text the model saw (prompt, question) to the history drafters read."""
         self.history.extend(list(ids))

@@ -11,15 +11,23 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Sequence
 
 import torch
 
 from streamrt.cache import CacheError, HFStreamCache, SegmentKind, StreamCache
 from streamrt.spec.types import SpecError
 
+ForwardText = Callable[[HFStreamCache, Sequence[int], SegmentKind], torch.Tensor]
+"""(cache, ids [n], kind) -> logits [n, V]: appends ids as one segment (a VLM adapter's `forward_text`)."""
+
 
 class Target:
-    """A target model bound to its StreamCache (the cache holds the context; see module docstring)."""
+    """A target model bound to its StreamCache (the cache holds the context; see module docstring).
+
+    `forward_text` overrides how text enters the model (a VLM adapter's `forward_text`); by default
+    the ids are embedded with the model's input embeddings and run with the cache's position ids.
+    """
 
     def __init__(
         self,
@@ -28,14 +36,24 @@ class Target:
         hf_cache: HFStreamCache,
         *,
         kind: SegmentKind = "assistant",
+        forward_text: ForwardText | None = None,
     ) -> None:
         self.model = model
         self.cache = cache
         self.hf = hf_cache
         self.kind: SegmentKind = kind
+        self.forward_text = forward_text
         self.embed = model.get_input_embeddings()
         self.cost_curve: dict[int, float] = {}
         """n tokens -> measured seconds of one forward (filled by `measure_costs`, refined by `observe_cost`)."""
+
+    @classmethod
+    def for_adapter(cls, adapter: object, hf_cache: HFStreamCache) -> Target:
+        """A target over a VLM adapter (`streamrt.models.vlm.VLMAdapter`) and one of its caches."""
+        fwd = adapter.forward_text  # type: ignore[attr-defined]
+        return cls(
+            adapter.model, hf_cache.store, hf_cache, forward_text=lambda c, ids, kind: fwd(c, ids, kind)
+        )  # type: ignore[attr-defined]
 
     @property
     def length(self) -> int:
@@ -45,6 +63,8 @@ class Target:
     def forward(self, tokens: list[int] | tuple[int, ...]) -> torch.Tensor:
         """Append `tokens` (n) to the cache as one segment and return their logits [n, V] (row i = the
         distribution of the token after tokens[i])."""
+        if self.forward_text is not None:
+            return self.forward_text(self.hf, list(tokens), self.kind)
         pos = self.cache.append(self.kind, len(tokens))  # [B, n] or [3, B, n]
         ids = torch.tensor([list(tokens)], device=self.cache.k.device)  # [1, n]
         x = self.embed(ids)  # [1, n, hidden]
