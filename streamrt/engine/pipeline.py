@@ -9,12 +9,14 @@ Three stages, each on its own thread, joined by bounded queues with named drop p
 The encoder never waits for text decoding: it runs ahead on its own thread, bounded by the `encoded`
 queue (policy "block": an encoded chunk is never thrown away, since the token drop of the next one
 refers to it). The `chunks` queue takes the pressure: "drop_oldest" for live sources and paced
-replay (stale input goes, every drop counted), "block" at full speed (a file can wait).
+replay (stale input goes, every drop counted), "block" at full speed (a file can wait); live and
+paced, a chunk whose deadline passed while it queued is dropped before encoding (counted as stale).
 
 Capture time and deadline of a chunk: live/paced, the capture time of its last frame; at full speed
 ("max"), the moment the language model could start it (the later of its completion and the end of
 the previous chunk), so latency measures processing, not time spent queued behind a file that is
-read faster than real time. The deadline is capture + budget (default: the chunk's duration).
+read faster than real time. The deadline is capture + budget (default: the chunk's duration, divided
+by the speed-up when a file is paced faster than real time).
 
 `StreamRun` owns the threads, the queues, the question inbox and the statistics; iterate it for
 outputs, `ask()` from any thread, `close()` (or leave the `with` block) to stop everything.
@@ -90,8 +92,9 @@ class StreamRun:
         self.config = cfg = config or EngineConfig()
         self.fps = cfg.fps or adapter.fps
         fpc = adapter.frames_per_chunk
-        self.budget_s = cfg.deadline_s or fpc / self.fps
         self.paced = speed is not None and not live
+        self.budget_s = (cfg.deadline_s or fpc / self.fps) / (speed if self.paced and speed else 1.0)
+        """Seconds from a chunk's capture to its outputs' deadline (paced at N x: a chunk's duration / N)."""
         self.speed = speed
         self.live = live
         self.chunker = Chunker(self.fps, fpc, self.budget_s)
@@ -106,6 +109,8 @@ class StreamRun:
         self.stats = StatsCollector()
         self.encoding_spans: list[tuple[int, float, float]] = []
         """(chunk index, start, end) monotonic times of vision encoding, last 1000 (for tests/traces)."""
+        self.stale_chunks = 0
+        """Chunks (live/paced) whose deadline had passed before encoding began: dropped, counted."""
         self._frames = frames
         self._stop = threading.Event()
         self._error: BaseException | None = None
@@ -153,6 +158,7 @@ class StreamRun:
         s = self.stats.summary(
             self.chunker.sampled, self.chunker.skipped, [self.chunks.stats(), self.encoded.stats()]
         )
+        s.drops["chunks/stale"] = self.stale_chunks
         s.drops.update(source_drops(self._frames))
         return s
 
@@ -197,6 +203,9 @@ class StreamRun:
                 if chunk is None:
                     continue
                 t0 = time.monotonic()
+                if (self.live or self.paced) and t0 > chunk.deadline:
+                    self.stale_chunks += 1  # its outputs could only be late: catch up instead
+                    continue
                 enc = self.encoder.encode(chunk)
                 self.encoding_spans.append((chunk.index, t0, time.monotonic()))
                 del self.encoding_spans[:-1000]

@@ -209,13 +209,14 @@ def test_bounded_memory_over_a_long_stream(random_adapter):
 
 def test_chunk_queue_drops_are_counted(random_adapter):
     """Paced at 100x real time the model cannot keep up: the chunk queue (drop_oldest, bound 2) drops
-    stale chunks; every chunk is either processed or counted as dropped."""
+    the oldest chunks, and chunks past their deadline are dropped before encoding; every chunk is
+    either processed or counted as dropped."""
     cfg = exact(chunk_queue=2, response=Schedule(0.5), max_commentary_tokens=20)
     run = StreamRun(random_adapter, frames(40), cfg, speed=100.0)
     outs = list(run)
     s = run.summary()
-    dropped = s.drops["chunks/drop_oldest"]
-    assert dropped > 0 and s.chunks + dropped == 40
+    dropped = s.drops["chunks/drop_oldest"] + s.drops["chunks/stale"]
+    assert s.drops["chunks/drop_oldest"] > 0 and s.chunks + dropped == 40
     assert run.chunks.stats().peak_depth <= 2 and run.encoded.stats().peak_depth <= cfg.encoded_queue
     idx = [o.index for o in outs if isinstance(o, ChunkDone)]
     assert idx == sorted(idx) and len(idx) == s.chunks
