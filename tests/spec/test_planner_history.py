@@ -1,0 +1,72 @@
+"""Unit checks of the pieces around verification: the n-gram history index against a brute-force
+search, the adaptive planner's choices from acceptance and a cost curve, the eviction guard
+(`Target.room`) against the retention policy, and the measured verify-cost curve."""
+
+from __future__ import annotations
+
+import random
+
+from streamrt.spec import History, Planner, SpecConfig
+
+from .conftest import build, cache_config, prefilled
+
+
+def _brute(tokens: list[int], k: int, min_n: int, max_n: int) -> tuple[int, ...]:
+    for n in range(min(max_n, len(tokens)), min_n - 1, -1):
+        suffix = tokens[len(tokens) - n :]
+        for end in range(len(tokens) - 1, n - 1, -1):  # most recent earlier occurrence with a continuation
+            if tokens[end - n : end] == suffix:
+                return tuple(tokens[end : end + k])
+    return ()
+
+
+def test_history_continuation_matches_brute_force() -> None:
+    rng = random.Random(0)
+    for trial in range(200):
+        h = History(min_n=1 + trial % 2, max_n=4)
+        tokens: list[int] = []
+        for _ in range(rng.randint(1, 6)):
+            chunk = [rng.randint(0, 5) for _ in range(rng.randint(1, 8))]
+            tokens += chunk
+            h.extend(chunk)
+            assert h.continuation(5) == _brute(tokens, 5, h.min_n, h.max_n), tokens
+
+
+def test_planner_adapts_to_acceptance_and_cost() -> None:
+    flat = lambda n: 1.0 + 0.02 * (n - 1)  # noqa: E731 - verify cost nearly independent of n
+    steep = lambda n: float(n)  # noqa: E731 - verify cost proportional to n: speculation cannot pay
+    cfg = SpecConfig(max_draft=12)
+    p = Planner(cfg, flat)
+    for _ in range(30):
+        p.observe("good", 8, 8)
+        p.observe("bad", 8, 0)
+        p.observe("mid", 8, 3)
+    assert p.plan("good", 0.0, 16).k >= 8
+    assert p.plan("bad", 0.0, 16).k == 0  # plain decoding beats a drafter that is always wrong
+    assert p.plan("good", 0.0, 3).k == 3  # capped by the room before an eviction
+    assert 0 < p.plan("mid", 0.3, 16).k < p.plan("mid", 0.0, 16).k  # an expensive drafter drafts less
+    assert Planner(cfg, steep).plan("good", 0.0, 16).k == 0
+    fixed = Planner(SpecConfig(adaptive=False, fixed_draft=5), flat)
+    assert fixed.plan("bad", 0.0, 16).k == 5 and fixed.plan("bad", 0.0, 2).k == 2
+
+
+def test_room_is_what_plain_decoding_appends_before_an_eviction() -> None:
+    model = build("llama", seed=0)
+    cfg = cache_config(capacity=64, text_window=20)
+    target, _ = prefilled(model, [[1, 2, 3, 4], [5, 6, 7, 8, 9, 10], [11, 12, 13]], cfg)
+    room = target.room()
+    assert room == 20 - 9
+    for _ in range(room):
+        target.forward([1])
+    assert target.cache.evicted_tokens == 0
+    target.forward([1])
+    assert target.cache.evicted_tokens == 6  # the next token evicts the oldest user turn
+
+
+def test_measure_costs_leaves_cache_unchanged() -> None:
+    model = build("llama", seed=0)
+    target, _ = prefilled(model, [[1, 2, 3], [4, 5]])
+    before = (target.cache.length, target.cache.next_position, target.cache.segments)
+    curve = target.measure_costs(6, repeats=1)
+    assert sorted(curve) == list(range(1, 7)) and all(v > 0 for v in curve.values())
+    assert (target.cache.length, target.cache.next_position, target.cache.segments) == before
