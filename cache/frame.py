@@ -189,15 +189,10 @@ class FrameCache:
         return self.cfg.tokens_per_frame
 
     def _ring_slot_positions(self) -> tuple[Tensor, Tensor]:
-        """Valid physical ring slots and their frame positions (policy applied to the logical index)."""
-        slots = (
-            torch.arange(self.n_win)
-            if self.n_win < self.cfg.window_frames
-            else torch.arange(self.cfg.window_frames)
-        )
-        logical = (slots - self.ring_head) % self.cfg.window_frames if self.n_win else slots
-        pos = self.policy.ring(self.n_sink, self.n_win, self.committed)[logical]
-        return slots, pos
+        """Valid physical ring slots (0..n_win-1) and their frame positions (policy over the logical index)."""
+        slots = torch.arange(self.n_win)
+        logical = (slots - self.ring_head) % self.cfg.window_frames  # 0 = oldest window frame
+        return slots, self.policy.ring(self.n_sink, self.n_win, self.committed)[logical]
 
     # ---- a pass (one model forward over the in-flight frames) -----------------------------------
     def begin_pass(

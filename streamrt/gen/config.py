@@ -47,9 +47,10 @@ class GenEngineConfig:
     """Frame rate of the output stream (timestamps; the built-in model was trained at 8 fps)."""
     v2v_strength: float = 0.6
     """Video-to-video: noise level input frames are pushed to before denoising (0 = copy, 1 = ignore)."""
-    v2v_similarity: float = 0.01
-    """Video-to-video: an input block whose mean |difference| to the last processed one (pixels in
-    [-1, 1]) is below this is skipped and the last output repeated."""
+    v2v_similarity: float = 0.05
+    """Video-to-video: an input block is skipped (the last output repeated) when no 8x8 patch differs
+    from the last processed input by more than this mean |difference| (pixels in [-1, 1]): a small
+    moving object changes its patches a lot, sensor noise averages out inside a patch."""
     seed: int = 0
 
     def __post_init__(self) -> None:

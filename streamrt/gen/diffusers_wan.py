@@ -1,4 +1,4 @@
-"""Serve diffusers' `WanTransformer3DModel` through a FrameCache, without forking its code.
+"""Serve diffusers' `WanTransformer3DModel` / `SkyReelsV2Transformer3DModel` through a FrameCache, unforked.
 
 Causal Wan-family checkpoints (Self-Forcing, CausVid, LongLive style) are plain `WanTransformer3DModel`
 weights run block by block over a KV cache. This module installs two attention processors per block:
@@ -6,7 +6,8 @@ self-attention (attn1) writes the block's K/V into the FrameCache and attends to
 block with the model's own 3-D RoPE evaluated at the cache's frame positions; cross-attention (attn2)
 takes its K/V from the cache's per-prompt store. `WanStreamer` owns the cache and the processors and
 exposes the same block verbs as the built-in engine: a denoising pass (no pointer moves) and a clean
-commit pass. Per-frame timesteps are passed as Wan 2.2's per-token timestep tensor.
+commit pass. Per-frame timesteps are passed as Wan 2.2's per-token timestep tensor, or to SkyReels-V2
+with `enable_diffusion_forcing=True` (its native per-frame form).
 What it does not know: samplers of particular checkpoints (timestep shift, step count), VAEs, text
 encoders (the caller passes `encoder_hidden_states`). diffusers is imported lazily (optional extra).
 """
@@ -120,6 +121,7 @@ class WanStreamer:
         if pt != 1:
             raise ValueError(f"frame-causal streaming needs temporal patch 1, got {pt}")
         self.model = model
+        self.per_frame = type(model).__name__.startswith("SkyReelsV2")  # diffusion-forcing timesteps [B, F]
         self.gh, self.gw = latent_h // ph, latent_w // pw
         p = next(model.parameters())
         cc = FrameCacheConfig(
@@ -143,6 +145,8 @@ class WanStreamer:
 
     def _run(self, latents: Tensor, timestep: Tensor, text: Tensor) -> Tensor:
         # latents: [B, C, F, H, W]; timestep: [B, F] (Wan's 0..1000 scale); text: [B, L, text_dim]
+        if self.per_frame:
+            return self.model(latents, timestep, text, enable_diffusion_forcing=True, return_dict=False)[0]
         per_token = timestep.repeat_interleave(self.gh * self.gw, dim=1)  # [B, F*h*w]
         return self.model(latents, per_token, text, return_dict=False)[0]
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from streamrt.cache.frame import FrameCache, FrameCacheConfig, PositionPolicy
@@ -39,6 +40,12 @@ from streamrt.models.gen.flow import noise_to, step, timesteps
 from streamrt.models.gen.model import GenModel
 
 log = logging.getLogger(__name__)
+
+
+def _patch_change(a: Tensor, b: Tensor) -> float:
+    """Largest mean |a - b| over 8x8 patches of frames [1, F, C, H, W]."""
+    d = (a - b).abs().mean(dim=2)  # [1, F, H, W]
+    return F.avg_pool2d(d, 8, ceil_mode=True).max().item()
 
 
 @dataclass(slots=True)
@@ -122,8 +129,9 @@ class GenEngine:
         mode = mode or self.cfg.prompt_switch
         kept = None
         if self.cache.committed or self._pending is not None:
-            if mode == "hard_cut":
+            if mode == "hard_cut":  # a new stream: nothing of the old one is kept
                 self.counters["hard_cuts"] += 1
+                self._last_in = self._last_out = None
             else:
                 if self._pending is not None:  # an emitted frame: part of the stream, committed first
                     self._commit(self._pending)
@@ -247,9 +255,7 @@ class GenEngine:
                 self.counters["v2v_strided"] += 1
                 return self._last_out, True
             assert self._last_in is not None
-            if (
-                frames - self._last_in
-            ).abs().mean().item() < self.cfg.v2v_similarity:  # host sync: one scalar
+            if _patch_change(frames, self._last_in) < self.cfg.v2v_similarity:  # host sync: one scalar
                 self.counters["v2v_skipped"] += 1
                 return self._last_out, True
         ts = self._ts(self.level.steps, self.cfg.v2v_strength)

@@ -1,4 +1,4 @@
-"""diffusers' WanTransformer3DModel streamed through a FrameCache == its own full forward, block-causal mask.
+"""diffusers' Wan / SkyReels-V2 transformers streamed through a FrameCache == their own full forward.
 
 Oracle: the unmodified model run over all frames with diffusers' own attention processor and rotary
 embedding, the self-attention given the block-causal (sink + window) token mask. fp32 (diffusers runs
@@ -12,7 +12,8 @@ import torch
 
 diffusers = pytest.importorskip("diffusers")
 
-from diffusers import WanTransformer3DModel  # noqa: E402
+from diffusers import SkyReelsV2Transformer3DModel, WanTransformer3DModel  # noqa: E402
+from diffusers.models.transformers.transformer_skyreels_v2 import SkyReelsV2AttnProcessor  # noqa: E402
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor  # noqa: E402
 from streamrt.cache.frame import Absolute  # noqa: E402
 from streamrt.models.gen.dit import block_causal_mask  # noqa: E402
@@ -22,9 +23,9 @@ from streamrt.gen.diffusers_wan import WanStreamer  # noqa: E402
 B, S, W = 2, 2, 4  # block, sink, window frames
 
 
-def _tiny() -> WanTransformer3DModel:
+def _tiny(cls: type) -> torch.nn.Module:
     torch.manual_seed(0)
-    m = WanTransformer3DModel(
+    m = cls(
         patch_size=(1, 2, 2),
         num_attention_heads=2,
         attention_head_dim=12,
@@ -42,20 +43,25 @@ def _tiny() -> WanTransformer3DModel:
     return m
 
 
-class _Masked(WanAttnProcessor):
+def _masked(base: type, mask: torch.Tensor):
     """diffusers' own processor with a fixed attention mask (the oracle)."""
 
-    def __init__(self, mask: torch.Tensor) -> None:
-        super().__init__()
-        self.mask = mask
+    class Masked(base):
+        def __call__(
+            self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None
+        ):
+            return super().__call__(attn, hidden_states, encoder_hidden_states, mask, rotary_emb)
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, rotary_emb=None):
-        return super().__call__(attn, hidden_states, encoder_hidden_states, self.mask, rotary_emb)
+    return Masked()
 
 
-def test_wan_streamed_through_framecache_equals_full_forward() -> None:
-    ref_model, model = _tiny(), _tiny()
-    n_blocks, tokens = 6, 4 * 4  # latents 8x8, patch 2 -> 4x4 tokens per frame
+@pytest.mark.parametrize(
+    ("cls", "proc"),
+    [(WanTransformer3DModel, WanAttnProcessor), (SkyReelsV2Transformer3DModel, SkyReelsV2AttnProcessor)],
+)
+def test_streamed_through_framecache_equals_full_forward(cls: type, proc: type) -> None:
+    ref_model, model = _tiny(cls), _tiny(cls)
+    n_blocks, tokens = 5, 4 * 4  # latents 8x8, patch 2 -> 4x4 tokens per frame
     g = torch.Generator().manual_seed(1)
     clean = torch.randn(1, 4, n_blocks * B, 8, 8, generator=g)
     text = torch.randn(1, 7, 16, generator=g)
@@ -68,12 +74,16 @@ def test_wan_streamed_through_framecache_equals_full_forward() -> None:
             t_noisy = torch.full((1, B), 700.0)
             out = streamer.denoise(noisy, t_noisy, text)
             xs = torch.cat([clean[:, :, :s], noisy], dim=2)
-            ts = torch.cat([torch.zeros(1, s), t_noisy], dim=1).repeat_interleave(tokens, dim=1)
+            ts = torch.cat([torch.zeros(1, s), t_noisy], dim=1)
             fm = block_causal_mask([B] * (n + 1), sink=S, window=W)
             mask = fm.repeat_interleave(tokens, 0).repeat_interleave(tokens, 1)
             for blk in ref_model.blocks:
-                blk.attn1.set_processor(_Masked(mask))
-            ref = ref_model(xs, ts, text, return_dict=False)[0][:, :, s:]
+                blk.attn1.set_processor(_masked(proc, mask))
+            if cls is WanTransformer3DModel:  # Wan 2.2 form: one timestep per token
+                ref = ref_model(xs, ts.repeat_interleave(tokens, dim=1), text, return_dict=False)[0]
+            else:  # SkyReels-V2: one timestep per frame (diffusion forcing)
+                ref = ref_model(xs, ts, text, enable_diffusion_forcing=True, return_dict=False)[0]
+            ref = ref[:, :, s:]
             assert (out - ref).abs().max() < 1e-5, f"block {n}: {(out - ref).abs().max()}"
             streamer.commit(clean[:, :, s : s + B], text)
     assert streamer.cache.n_win == W and streamer.cache.committed == n_blocks * B

@@ -162,7 +162,7 @@ def test_v2v_skips_near_identical_inputs(tiny: GenModel) -> None:
     a = torch.rand(1, 1, 3, 8, 8, generator=g, dtype=F64) * 2 - 1
     out_a, rep = eng.transform(a)
     assert not rep and eng.cache.committed == 1
-    out_b, rep = eng.transform(a + 1e-4)  # below the similarity threshold: repeated, cache untouched
+    out_b, rep = eng.transform(a + 1e-3)  # below the similarity threshold: repeated, cache untouched
     assert rep and torch.equal(out_a, out_b) and eng.cache.committed == 1 and eng.counters["v2v_skipped"] == 1
     _, rep = eng.transform(-a)
     assert not rep and eng.cache.committed == 2
