@@ -97,8 +97,8 @@ class ServerThread:
 def server_thread(factories: dict) -> Iterator[Callable[..., ServerThread]]:
     started: list[ServerThread] = []
 
-    def start(**cfg: object) -> ServerThread:
-        st = ServerThread(factories, **cfg)
+    def start(modes: dict | None = None, **cfg: object) -> ServerThread:
+        st = ServerThread(modes or factories, **cfg)
         started.append(st)
         return st
 

@@ -110,3 +110,13 @@ def test_help_texts(capsys) -> None:
         with pytest.raises(SystemExit):
             main([cmd, "--help"])
         assert "examples:" in capsys.readouterr().out
+
+
+def test_client_command_understand_mode_with_questions(server_thread, vlm_adapter, capsys) -> None:
+    from streamrt.server.understand import understand_factory
+
+    srv = server_thread({"understand": understand_factory(vlm_adapter)})
+    argv = ["client", str(DEMO), "--server", srv.url, "--mode", "understand", "--fps", "4", "--size", "64"]
+    assert main([*argv, "--ask", "0:what colour is the circle?", "--seconds", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "mode=understand" in out and re.search(r"^\[\d+\] ", out, re.M), out  # a final text segment
