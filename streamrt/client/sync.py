@@ -80,7 +80,11 @@ class Client:
         self._loop.close()
 
     def __enter__(self) -> Client:
-        self.connect()
+        try:
+            self.connect()
+        except BaseException:
+            self.close()  # do not leave the loop thread behind
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -114,3 +114,14 @@ def test_keep_alive_pings_hold_an_idle_session_open(serve, arun) -> None:
     alive, pongs, last = arun(body())
     assert alive == 1 and pongs >= 3
     assert isinstance(last, End) and last.reason == "idle"
+
+
+def test_blocking_client_refused_cleans_up_its_thread(server_thread) -> None:
+    import threading
+
+    srv = server_thread()
+    before = {t.name for t in threading.enumerate()}
+    with pytest.raises(ClientError):
+        with Client(srv.url, "generate", {"steps": 0}):
+            pass
+    assert "streamrt-client" not in {t.name for t in threading.enumerate()} - before
