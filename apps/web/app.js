@@ -36,11 +36,14 @@ const rows = new Map(); // segment key -> <li>
 const questions = new Map(); // question id -> <li> of the question
 
 // ---- banner and connection state -------------------------------------------------------------------
-function banner(text, level = "error") {
+let bannerFrom = null; // "conn" or "camera": a connection that opens clears only its own notices
+
+function banner(text, level = "error", from = "conn") {
   const b = $("banner");
   b.hidden = !text;
   b.textContent = text ?? "";
   b.className = `banner ${level === "warn" ? "warn" : ""}`;
+  bannerFrom = text ? from : null;
 }
 
 function showState(state, reason) {
@@ -48,7 +51,7 @@ function showState(state, reason) {
   c.dataset.state = state;
   const label = { connecting: "connecting…", open: "connected", reconnecting: "reconnecting", closed: "disconnected", failed: "refused" }[state];
   $("conn-text").textContent = reason ? `${label}: ${reason}` : label;
-  if (state === "open") banner(null);
+  if (state === "open" && bannerFrom === "conn") banner(null);
 }
 
 const ERRORS = {
@@ -64,7 +67,7 @@ const needsCamera = () => mode === "understand" || $("restyle").checked;
 async function startCamera() {
   if (stream) return true;
   if (!navigator.mediaDevices?.getUserMedia) {
-    banner("No camera API here: browsers allow cameras only on https:// pages or on localhost.");
+    banner("No camera API here: browsers allow cameras only on https:// pages or on localhost.", "error", "camera");
     return false;
   }
   try {
@@ -79,7 +82,7 @@ async function startCamera() {
       NotReadableError: "The camera is in use by another application.",
       OverconstrainedError: "This camera cannot deliver the requested video.",
     }[e.name];
-    banner(why ?? `Camera error: ${e.name}: ${e.message}`);
+    banner(why ?? `Camera error: ${e.name}: ${e.message}`, "error", "camera");
     return false;
   }
   const v = $("cam");
@@ -140,7 +143,7 @@ function connect() {
   const on = (type, fn) => c.addEventListener(type, (e) => c === client && fn(e.detail)); // ignore a replaced client
   on("state", (d) => showState(d.state, d.reason));
   on("error", ({ code, message }) => {
-    banner(ERRORS[code] ? `${ERRORS[code]} (${message})` : `${code}: ${message}`, code === "E_FULL" || code === "E_CONNECT" ? "warn" : "error");
+    banner(ERRORS[code] ? `${ERRORS[code]} (${code}: ${message})` : `${code}: ${message}`, code === "E_FULL" || code === "E_CONNECT" ? "warn" : "error");
     if (code === "E_AUTH") $("token").focus();
   });
   on("text", onText);
@@ -222,7 +225,7 @@ async function setMode(m) {
 
 function wire() {
   for (const b of document.querySelectorAll(".modes button")) b.addEventListener("click", () => b.dataset.mode !== mode && setMode(b.dataset.mode));
-  $("camera-btn").addEventListener("click", async () => (stream ? stopCamera() : startCamera().then((ok) => ok && banner(null))));
+  $("camera-btn").addEventListener("click", async () => (stream ? stopCamera() : startCamera().then((ok) => ok && bannerFrom === "camera" && banner(null))));
   $("flip-btn").addEventListener("click", async () => {
     facing = facing === "user" ? "environment" : "user";
     stopCamera();

@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +21,6 @@ import torch
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 HAVE_BROWSER = Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()
-needs_browser = pytest.mark.skipif(
-    not HAVE_BROWSER, reason="needs Debian chromium + chromium-driver (scripts/install-system.sh)"
-)
 
 
 def have_builtin_vlm() -> bool:
@@ -141,8 +138,11 @@ def fake_cam(tmp_path_factory) -> Path:
     return write_y4m(tmp_path_factory.mktemp("cam") / "cam.y4m")
 
 
-def chrome(fake_cam: Path | None, *, width: int = 1200, height: int = 900):
-    """Headless Chromium (Debian's) through chromedriver, with the fake camera when given."""
+def chrome(fake_cam: Path | None, *, width: int = 1200, height: int = 900, deny_camera: bool = False):
+    """Headless Chromium (Debian's) through chromedriver, with the fake camera when given (deny_camera:
+    a fake camera whose permission prompt is refused)."""
+    if not HAVE_BROWSER:
+        pytest.skip("needs Debian chromium + chromium-driver (scripts/install-system.sh)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -161,6 +161,8 @@ def chrome(fake_cam: Path | None, *, width: int = 1200, height: int = 900):
         f"--window-size={width},{height}",
     ):
         opts.add_argument(flag)
+    if deny_camera:
+        opts.add_argument("--use-fake-device-for-media-stream")
     if fake_cam is not None:
         opts.add_argument("--use-fake-device-for-media-stream")
         opts.add_argument("--use-fake-ui-for-media-stream")
@@ -169,13 +171,41 @@ def chrome(fake_cam: Path | None, *, width: int = 1200, height: int = 900):
     drv = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
     drv.set_page_load_timeout(20)
     drv.set_script_timeout(20)
+    if deny_camera:  # what a user's "Block" does: the permission is denied for every site
+        drv.execute_cdp_cmd("Browser.setPermission", {"permission": {"name": "camera"}, "setting": "denied"})
     return drv
 
 
 @pytest.fixture
-def browser(fake_cam: Path) -> Iterator[object]:
-    if not HAVE_BROWSER:
-        pytest.skip("needs Debian chromium + chromium-driver")
-    drv = chrome(fake_cam)
-    yield drv
-    drv.quit()
+def make_chrome() -> Iterator[Callable[..., object]]:
+    """`make_chrome(fake_cam, ...)`: a browser (see `chrome`), quit at the end of the test."""
+    started: list = []
+
+    def make(*args: object, **kw: object):
+        drv = chrome(*args, **kw)  # type: ignore[arg-type]
+        started.append(drv)
+        return drv
+
+    yield make
+    for drv in started:
+        drv.quit()
+
+
+@pytest.fixture
+def browser(make_chrome, fake_cam: Path):
+    return make_chrome(fake_cam)
+
+
+@pytest.fixture(scope="session")
+def make_server(models: Models) -> Iterator[Callable[..., Served]]:
+    """`make_server(*extra_args)`: another `streamrt serve` subprocess, stopped at the end of the session."""
+    started: list[Served] = []
+
+    def make(*extra: str) -> Served:
+        s = start_server(models, *extra)
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        stop_server(s)
