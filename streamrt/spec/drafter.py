@@ -36,14 +36,26 @@ class History:
 
     def continuation(self, k: int) -> tuple[int, ...]:
         """Up to k tokens that followed the most recent earlier occurrence of the longest suffix
-        n-gram (max_n down to min_n); empty when no suffix occurred before."""
+        n-gram (max_n down to min_n); empty when no suffix occurred before. When that occurrence is
+        so recent that its continuation runs into the end of the history (a repeating pattern), the
+        lookup is repeated on the history extended by what was found so far."""
         self._update()
         h = self.tokens
-        for n in range(min(self.max_n, len(h)), self.min_n - 1, -1):
-            end = self._index.get(tuple(h[len(h) - n :]))
+        out: list[int] = []
+        while len(out) < k:
+            found = self._lookup(h[-self.max_n :] + out if out else h, k - len(out))
+            if not found:
+                break
+            out += found
+        return tuple(out)
+
+    def _lookup(self, seq: list[int], k: int) -> list[int]:
+        h = self.tokens
+        for n in range(min(self.max_n, len(seq)), self.min_n - 1, -1):
+            end = self._index.get(tuple(seq[len(seq) - n :]))
             if end is not None:
-                return tuple(h[end : end + k])
-        return ()
+                return h[end : end + k]
+        return []
 
     def _update(self) -> None:
         h = self.tokens

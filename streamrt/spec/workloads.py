@@ -44,7 +44,9 @@ class DecodePoint:
     reference: tuple[int, ...]
     """Plain greedy response (stop token included when it stopped)."""
     context_ids: tuple[int, ...] = ()
-    """The full context as ids (text workloads: what `generate` is given); empty for VLM streams."""
+    """The full context as ids, what transformers' `generate` is given (VLM streams: vision pads)."""
+    videos: tuple[tuple[np.ndarray, tuple[int, int, int]], ...] = ()
+    """VLM streams: each chunk's pixel patches [n, d] and grid (t, h, w) in patch units."""
 
 
 def no_eviction(capacity: int) -> StreamCacheConfig:
@@ -137,6 +139,10 @@ def commentary_points(
     tmpl = a.template  # type: ignore[attr-defined]
     marks = [*a.encode(tmpl.vision_prefix), *a.encode(tmpl.vision_suffix)]  # type: ignore[attr-defined]
     history = list(system)
+    full = list(system)  # the same stream as transformers' generate takes it
+    videos: list[tuple[np.ndarray, tuple[int, int, int]]] = []
+    pad = getattr(a.model.config, "video_token_id", None)  # type: ignore[attr-defined]
+    patches_of = getattr(a, "pixel_patches", None)
     points = []
     for _ in range(chunks):
         batch = [next(frames) for _ in range(settings.frames_per_chunk)]
@@ -144,20 +150,36 @@ def commentary_points(
         chunk = a.encode_chunk(pix, [f.t for f in batch])  # type: ignore[attr-defined]
         logits = a.prefill_vision(hf, chunk)  # type: ignore[attr-defined]
         history += marks
+        if pad is not None and patches_of is not None:
+            videos.append(patches_of(pix))
+            full += [*marks[: len(marks) // 2], *[pad] * chunk.num_tokens, *marks[len(marks) // 2 :]]
         first = int(logits.argmax())
         if special.silence_id is not None and first == special.silence_id:
             a.prefill_text(hf, [first], kind="assistant")  # type: ignore[attr-defined]
             history.append(first)
+            full.append(first)
             continue
         snap = hf.store.snapshot()
         ref = SpeculativeDecoder(target, []).generate(
             logits, max_new_tokens=max_new_tokens, eos=sorted(special.stop_ids)
         )
-        points.append(DecodePoint(snap, logits, tuple(history), ref.tokens))
+        points.append(DecodePoint(snap, logits, tuple(history), ref.tokens, tuple(full), tuple(videos)))
         close = [*a.turn_end_ids()]  # type: ignore[attr-defined]
         a.prefill_text(hf, [ref.tokens[-1], *close], kind="assistant")  # type: ignore[attr-defined]
         history += [*ref.tokens, *close]
+        full += [*ref.tokens, *close]
     return points
+
+
+def generate_kwargs(point: DecodePoint, video_token: int) -> dict[str, torch.Tensor]:
+    """transformers `generate` inputs of a VLM point: ids, video patches and grids, token types."""
+    ids = torch.tensor([point.context_ids])  # [1, n]
+    return {
+        "input_ids": ids,
+        "pixel_values_videos": torch.from_numpy(np.concatenate([v[0] for v in point.videos])),
+        "video_grid_thw": torch.tensor([v[1] for v in point.videos]),
+        "mm_token_type_ids": (ids == video_token).long() * 2,
+    }
 
 
 def early_exit_lm(model: torch.nn.Module, layers: int) -> torch.nn.Module:

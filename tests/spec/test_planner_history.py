@@ -12,12 +12,24 @@ from .conftest import build, cache_config, prefilled
 
 
 def _brute(tokens: list[int], k: int, min_n: int, max_n: int) -> tuple[int, ...]:
-    for n in range(min(max_n, len(tokens)), min_n - 1, -1):
-        suffix = tokens[len(tokens) - n :]
-        for end in range(len(tokens) - 1, n - 1, -1):  # most recent earlier occurrence with a continuation
-            if tokens[end - n : end] == suffix:
-                return tuple(tokens[end : end + k])
-    return ()
+    """Most recent earlier occurrence of the longest suffix, by scanning; chained on the history
+    extended by what was found while the continuation runs out."""
+
+    def once(seq: list[int], want: int) -> list[int]:
+        for n in range(min(max_n, len(seq)), min_n - 1, -1):
+            suffix = seq[len(seq) - n :]
+            for end in range(len(tokens) - 1, n - 1, -1):  # continuation tokens[end] must exist
+                if tokens[end - n : end] == suffix:
+                    return tokens[end : end + want]
+        return []
+
+    out: list[int] = []
+    while len(out) < k:
+        found = once(tokens + out, k - len(out))
+        if not found:
+            break
+        out += found
+    return tuple(out)
 
 
 def test_history_continuation_matches_brute_force() -> None:
