@@ -115,7 +115,11 @@ class SpeculativeDecoder:
         stats = RoundStats()
         if self.pending is not None:
             raise SpecError("E_SPEC_PENDING", "a pending token is not in the cache: call commit_pending()")
-        if self.drafters and not self.target.cost_curve and self.target.room() > self.config.max_draft + 1:
+        if (
+            self.drafters
+            and not self.target.cost_curve
+            and self.target.room(self.config.max_draft + 1) > self.config.max_draft
+        ):
             self.target.measure_costs(self.config.max_draft + 1)
         out: list[int] = [choose(logits, params, generator)]
         self.history.extend(out)
@@ -131,7 +135,7 @@ class SpeculativeDecoder:
             if _expired(deadline):
                 stop, stats.preempted = "deadline", True
                 break
-            limit = min(self.target.room(), max_new_tokens - len(out)) - 1
+            limit = self.target.room(min(self.config.max_draft + 1, max_new_tokens - len(out))) - 1
             try:
                 emitted = self._round(out[-1], limit, params, eos_set, generator, stats)
             except CacheError as e:

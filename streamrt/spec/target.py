@@ -71,12 +71,17 @@ class Target:
         out = self.model(inputs_embeds=x, position_ids=pos, past_key_values=self.hf, use_cache=True)
         return out.logits[0]  # [n, V]
 
-    def room(self) -> int:
-        """How many tokens plain decoding could append, one at a time, before the retention policy
-        evicts anything or the cache is full. A speculation round appends at most this many."""
+    def room(self, cap: int | None = None) -> int:
+        """How many tokens (at most `cap`) plain decoding could append, one at a time, before the
+        retention policy evicts anything or the cache is full. A speculation round appends at most
+        this many. One eviction plan when `cap` tokens fit, a binary search otherwise."""
         cache = self.cache
-        free = cache.config.capacity - cache.length
-        lo, hi = 0, free
+        hi = cache.config.capacity - cache.length
+        if cap is not None:
+            hi = min(hi, cap)
+        if not self._evicts(hi):
+            return hi
+        lo, hi = 0, hi - 1
         while lo < hi:  # largest n with an empty eviction plan (plans are monotone in n)
             mid = (lo + hi + 1) // 2
             if self._evicts(mid):
@@ -99,7 +104,7 @@ class Target:
     def measure_costs(self, max_tokens: int = 17, repeats: int = 3, token: int = 0) -> dict[int, float]:
         """Measure the verify-cost curve: median seconds of one forward of n = 1..max_tokens tokens at
         the current context, each rolled back at once (the cache is left as it was)."""
-        if self.room() < max_tokens:
+        if self.room(max_tokens) < max_tokens:
             raise SpecError("E_SPEC_ROOM", f"need {max_tokens} free rows without eviction to measure costs")
         ids = [token] * max_tokens
         times: dict[int, list[float]] = {n: [] for n in range(1, max_tokens + 1)}
