@@ -3,7 +3,9 @@
 The fake camera plays a deterministic shapes-world clip (y4m). Oracles: the server's own messages
 (every text event the page received is what the page shows; answers sit under their question; the
 HUD shows numbers from `stats`), the protocol's counters (frames sent by the page arrive: stats
-frames_in grows), and the pixels: the generation canvas and a screenshot of it are not blank. Error
+frames_in grows), and the pixels: the generation canvas and a screenshot of it are not blank, and with
+the trained built-in generator the canvas shows the prompt's colour (red, then blue after the live
+prompt switch). Error
 paths: a wrong token (E_AUTH: refused, no retry), a full server (the page waits, then connects by
 itself when a slot frees: the reconnect path), camera permission denied.
 """
@@ -51,7 +53,14 @@ def canvas_pixels(drv) -> np.ndarray:
     return np.asarray(data, dtype=np.uint8).reshape(h, w, 4)
 
 
-def test_live_demo_understand_and_generate(served, browser, tmp_path) -> None:
+def dominant(px: np.ndarray) -> int:
+    """The strongest colour channel (0 red, 1 green, 2 blue) over the canvas' bright pixels."""
+    rgb = px[..., :3].reshape(-1, 3).astype(np.float32)
+    bright = rgb[rgb.max(axis=1) > 80]
+    return int(bright.mean(axis=0).argmax()) if len(bright) else -1
+
+
+def test_live_demo_understand_and_generate(served, models, browser, tmp_path) -> None:
     drv = browser
     drv.get(f"{served.http}/?mode=understand")
     wait(drv, lambda s: s["state"] == "open", what="the session to open")
@@ -98,6 +107,8 @@ def test_live_demo_understand_and_generate(served, browser, tmp_path) -> None:
     wait(drv, lambda s: s["out"] >= base + 6, what="a steady flow of generated frames")
     px = canvas_pixels(drv)
     assert px[..., 3].min() == 255 and px[..., :3].std() > 5, "generation canvas is blank"
+    if models.gen is None:  # the trained generator draws the prompt: "a red circle" (the page's default)
+        assert dominant(px) == 0, dominant(px)
     drv.find_element(By.ID, "prompt").clear()
     drv.find_element(By.ID, "prompt").send_keys("a blue square")
     drv.find_element(By.CSS_SELECTOR, "#prompt-form button").click()
@@ -105,6 +116,11 @@ def test_live_demo_understand_and_generate(served, browser, tmp_path) -> None:
     while time.monotonic() < end and "applied" not in drv.find_element(By.ID, "prompt-state").text:
         time.sleep(0.2)
     assert "prompt applied from frame" in drv.find_element(By.ID, "prompt-state").text
+    if models.gen is None:  # ... and after the live switch, a blue square
+        end = time.monotonic() + 10
+        while time.monotonic() < end and dominant(canvas_pixels(drv)) != 2:
+            time.sleep(0.3)
+        assert dominant(canvas_pixels(drv)) == 2
 
     # the screenshot shows the canvas: its area is not blank and not the page background
     png = drv.get_screenshot_as_png()
