@@ -169,3 +169,51 @@ def test_wrong_token_full_server_and_reconnect(make_server, make_chrome, fake_ca
     # the slot is free again: the page connects by itself and frames flow
     wait(drv, lambda s: s["state"] == "open" and s["out"] > 2, timeout=30, what="the automatic reconnect")
     assert drv.execute_script(PROBE)["banner"] == ""
+
+
+def test_js_client_header_matches_the_python_codec_and_page_fits_a_phone(served, make_chrome) -> None:
+    """streamrt-client.js encodes and decodes the 32-byte header exactly like streamrt.server.protocol."""
+    from streamrt.server import protocol as P
+
+    drv = make_chrome(None, width=390, height=844)  # a phone-sized window
+    drv.get(f"{served.http}/?mode=generate")
+    wait(drv, lambda s: s["state"] == "open", what="the session to open")
+    assert drv.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    cases = [(0, 1_700_000_000_123_456, -1, 0, 0, b"\xff\xd8abc"), (2**32 - 1, 5, 7, 640, 360, b"\x00" * 9)]
+    for seq, cap, ref, w, h, payload in cases:
+        js = drv.execute_async_script(
+            "const [seq, cap, ref, w, h, payload, done] = arguments;"
+            "import('/streamrt-client.js').then((m) => {"
+            "  const buf = m.encodeFrame({seq, captureUs: cap, refSeq: ref, width: w, height: h}, new Uint8Array(payload));"
+            "  const back = m.decodeFrame(buf);"
+            "  done({bytes: Array.from(new Uint8Array(buf)), back: {...back.header, payload: Array.from(back.payload)}});"
+            "});",
+            seq,
+            cap,
+            ref,
+            w,
+            h,
+            list(payload),
+        )
+        want = P.encode_frame(P.FrameHeader(P.KIND_INPUT, "jpeg", seq, cap, ref, w, h), payload)
+        assert bytes(js["bytes"]) == want
+        out = P.encode_frame(
+            P.FrameHeader(P.KIND_OUTPUT, "png", seq, cap, ref, w, h, P.FLAG_DEGRADED), payload
+        )
+        back = drv.execute_async_script(
+            "const [bytes, done] = arguments;"
+            "import('/streamrt-client.js').then((m) => { const f = m.decodeFrame(new Uint8Array(bytes).buffer);"
+            " done({...f.header, payload: Array.from(f.payload)}); });",
+            list(out),
+        )
+        assert back == {
+            "kind": 2,
+            "codec": "png",
+            "flags": P.FLAG_DEGRADED,
+            "seq": seq,
+            "width": w,
+            "height": h,
+            "captureUs": cap,
+            "refSeq": ref,
+            "payload": list(payload),
+        }
