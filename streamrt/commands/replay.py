@@ -101,7 +101,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--respond",
         default="model",
         metavar="POLICY",
-        help="when to comment: model (silence probability, default), schedule:SECONDS, scene[:CHANGE], "
+        help="when to comment: model (P(silence) below --silence-threshold, default), greedy (unless silence "
+        "is the most likely token), schedule:SECONDS, scene[:CHANGE], "
         "or several joined by +, e.g. model+scene",
     )
     p.add_argument(
@@ -140,13 +141,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _policy(spec: str, silence: float | None):
-    from streamrt.engine import AnyOf, EngineError, SceneChange, Schedule, SilenceThreshold
+    from streamrt.engine import AnyOf, EngineError, SceneChange, Schedule, SilenceArgmax, SilenceThreshold
 
     parts = []
     for item in spec.split("+"):
         name, _, arg = item.strip().partition(":")
         try:
-            if name == "model":
+            if name == "greedy":
+                parts.append(SilenceArgmax())
+            elif name == "model":
                 parts.append(SilenceThreshold() if silence is None else SilenceThreshold(silence))
             elif name == "schedule":
                 parts.append(Schedule(float(arg or 5.0)))
@@ -157,7 +160,7 @@ def _policy(spec: str, silence: float | None):
         except ValueError:
             raise EngineError(
                 "E_ENGINE_POLICY",
-                f"bad --respond {spec!r}: use model, schedule:SECONDS, scene[:CHANGE] joined by +",
+                f"bad --respond {spec!r}: use model, greedy, schedule:SECONDS, scene[:CHANGE] joined by +",
             ) from None
     return parts[0] if len(parts) == 1 else AnyOf(tuple(parts))
 

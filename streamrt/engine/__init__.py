@@ -33,6 +33,7 @@ from streamrt.engine.policy import (
     SceneChange,
     Schedule,
     Signal,
+    SilenceArgmax,
     SilenceThreshold,
 )
 from streamrt.engine.queues import BoundedQueue, Closed, QueueStats
@@ -73,6 +74,7 @@ __all__ = [
     "Schedule",
     "Session",
     "Signal",
+    "SilenceArgmax",
     "SilenceThreshold",
     "StreamRun",
     "Summary",

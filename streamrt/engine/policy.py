@@ -5,6 +5,7 @@ Response policies see one `Signal` per chunk (after its prefill) and return the 
 None to stay silent:
 - `SilenceThreshold`: speak when the probability of the silence token, read from the next-token
   distribution the chunk's prefill already produced, is below a threshold (VideoLLM-online).
+- `SilenceArgmax`: speak unless silence is the most likely token (what plain greedy decoding does).
 - `Schedule`: speak every `every_s` seconds of stream time.
 - `SceneChange`: speak when the chunk's frames differ from the previous frame by more than `min_change`.
 - `AnyOf`: the first of several that fires.
@@ -38,6 +39,8 @@ class Signal:
     features across the chunk (its first frame against the previous chunk's last); 0 for the first chunk."""
     last_spoke: float | None
     """Stream time of the last commentary, None before the first."""
+    silence_is_argmax: bool = True
+    """The silence token (or, without one, a stop token) is the most likely next token."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,14 @@ class SilenceThreshold:
 
     def decide(self, s: Signal) -> str | None:
         return "model" if s.p_silence < self.threshold else None
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceArgmax:
+    """Speak unless silence is the most likely next token (plain greedy decoding, VideoLLM-online's rule)."""
+
+    def decide(self, s: Signal) -> str | None:
+        return None if s.silence_is_argmax else "model"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +86,7 @@ class SceneChange:
 class AnyOf:
     """The first of `policies` that fires."""
 
-    policies: tuple[SilenceThreshold | Schedule | SceneChange, ...]
+    policies: tuple[SilenceThreshold | SilenceArgmax | Schedule | SceneChange, ...]
 
     def decide(self, s: Signal) -> str | None:
         for p in self.policies:
@@ -85,7 +96,7 @@ class AnyOf:
         return None
 
 
-ResponsePolicy = SilenceThreshold | Schedule | SceneChange | AnyOf
+ResponsePolicy = SilenceThreshold | SilenceArgmax | Schedule | SceneChange | AnyOf
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,8 @@ class Session:
         sid = self.special.silence_id
         self._ends = self.special.stop_ids | ({sid} if sid is not None else set())
         """Tokens that end a response: the stop ids and the silence token (it closes a turn alone)."""
+        self._silent = frozenset({sid}) if sid is not None else self.special.stop_ids
+        """Next tokens that mean "nothing to say" after a chunk."""
         self.cache = adapter.new_cache(self.config.cache)
         self._segments = 0
         self.last_spoke: float | None = None
@@ -91,7 +93,9 @@ class Session:
         self._waiting.extend(questions)
         reason = None
         if self._suspended is None:
-            reason = self.config.response.decide(Signal(chunk.t_end, p_silence, enc.change, self.last_spoke))
+            top = int(logits.argmax())  # host sync: one per chunk
+            sig = Signal(chunk.t_end, p_silence, enc.change, self.last_spoke, top in self._silent)
+            reason = self.config.response.decide(sig)
         first = self._first_token(logits) if reason is not None else None
         spoke = first is not None
         if not spoke and self._suspended is None:
