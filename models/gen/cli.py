@@ -20,15 +20,13 @@ examples:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from streamrt.models.gen.train import GenTrainConfig
-
-    d = GenTrainConfig()
+    # no torch import here: `streamrt --help` builds every parser; defaults come from GenTrainConfig in run()
     p.add_argument("--out", type=Path, required=True, help="checkpoint folder (created)")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps (default {d.steps})")
-    p.add_argument("--batch", type=int, default=d.batch, help=f"clips per step (default {d.batch})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of data, noise and initialisation")
-    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="steps between checkpoints")
+    p.add_argument("--steps", type=int, help="optimizer steps (default: the shipped model's recipe)")
+    p.add_argument("--batch", type=int, help="clips per step (default: the shipped model's recipe)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the shipped model's recipe)")
+    p.add_argument("--seed", type=int, help="seed of data, noise and initialisation (default 0)")
+    p.add_argument("--ckpt-every", type=int, help="steps between checkpoints")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
 
 
@@ -41,14 +39,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = dataclasses.replace(
-        GenTrainConfig(),
-        steps=args.steps,
-        batch=args.batch,
-        lr=args.lr,
-        seed=args.seed,
-        ckpt_every=args.ckpt_every,
-    )
+    given = {
+        "steps": args.steps,
+        "batch": args.batch,
+        "lr": args.lr,
+        "seed": args.seed,
+        "ckpt_every": args.ckpt_every,
+    }
+    cfg = dataclasses.replace(GenTrainConfig(), **{k: v for k, v in given.items() if v is not None})
     model = train(cfg, args.out)
     logging.getLogger(__name__).info("trained %s", model.spec.train)
     print(

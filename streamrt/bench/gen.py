@@ -81,7 +81,7 @@ def _recompute(model: GenModel, cfg: GenEngineConfig, n: int) -> list[Timed]:
 @register("gen", "streaming video generation: frames/s, first frame, latency p50/p99 and jitter per schedule")
 def bench_gen(bench: Bench) -> None:
     model = load_builtin()
-    n = 48 if bench.quick else 480  # frames per rollout (8 fps: 6 s quick, 1 minute full)
+    n = 24 if bench.quick else 480  # frames per rollout (8 fps: 3 s quick, 1 minute full)
     split = max(8, n // 6)
     base = GenEngineConfig.preset("quality")
     cases: dict[str, tuple[GenEngineConfig, int]] = {
