@@ -94,6 +94,12 @@ def test_live_demo_understand_and_generate(served, models, browser, tmp_path) ->
     assert qa[2].endswith(" s"), qa  # the stream time of the chunk that answered
     answers = [t for t in drv.execute_script("return window.seen") if t["question_id"] and t["final"]]
     assert answers and (answers[-1]["text"] or "(no answer)") == qa[3]
+    if models.trained_vlm:  # the trained model speaks the shapes world's language and counts
+        from streamrt.synth import parse
+        from streamrt.synth.language import NUMBERS
+
+        assert any(parse(t["text"]) for t in drv.execute_script("return window.seen") if t["final"]), seen
+        assert any(w in answers[-1]["text"].lower().split() for w in NUMBERS), answers[-1]
 
     # the HUD shows the server's stats: frames came in at a positive rate
     hud = drv.execute_script(
