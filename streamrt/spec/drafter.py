@@ -16,6 +16,11 @@ import torch
 from streamrt.spec.types import Proposal, SamplingParams
 
 
+def cost_ema(old: float, new: float, decay: float = 0.9) -> float:
+    """Exponential moving average of a drafter's cost; the first measurement is taken as is."""
+    return new if old == 0.0 else decay * old + (1 - decay) * new
+
+
 class History:
     """Append-only token history of one session with an n-gram index (most recent occurrence)."""
 

@@ -15,7 +15,7 @@ import time
 import torch
 
 from streamrt.cache import RetentionPolicy, StreamCacheConfig, stream_cache_for
-from streamrt.spec.drafter import History
+from streamrt.spec.drafter import History, cost_ema
 from streamrt.spec.sampling import draw, process
 from streamrt.spec.types import Proposal, SamplingParams
 
@@ -92,5 +92,5 @@ class ModelDrafter:
         self.cache.rollback(base)  # drafts are not history: a pointer move
         del self.ids[base:]
         dt = time.perf_counter() - t0
-        self.seconds_per_token = 0.9 * self.seconds_per_token + 0.1 * dt / max(k, 1)
+        self.seconds_per_token = cost_ema(self.seconds_per_token, dt / max(k, 1))
         return Proposal(tuple(tokens), torch.stack(qs) if qs else None, dt)

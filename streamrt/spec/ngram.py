@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from streamrt.spec.drafter import History
+from streamrt.spec.drafter import History, cost_ema
 from streamrt.spec.types import Proposal, SamplingParams
 
 
@@ -31,7 +31,7 @@ class NGramDrafter:
         tokens = history.continuation(k)
         dt = time.perf_counter() - t0
         if tokens:
-            self.seconds_per_token = 0.9 * self.seconds_per_token + 0.1 * dt / len(tokens)
+            self.seconds_per_token = cost_ema(self.seconds_per_token, dt / len(tokens))
         return Proposal(tokens, None, dt)
 
     def reset(self) -> None:

@@ -19,7 +19,7 @@ import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from streamrt.cache import StreamCache
-from streamrt.spec.drafter import History
+from streamrt.spec.drafter import History, cost_ema
 from streamrt.spec.sampling import draw, process
 from streamrt.spec.types import Proposal, SamplingParams, SpecError
 
@@ -126,5 +126,5 @@ class SelfSpecDrafter:
                 qs.append(q)
             tokens.append(tok)
         dt = time.perf_counter() - t0
-        self.seconds_per_token = 0.9 * self.seconds_per_token + 0.1 * dt / max(k, 1)
+        self.seconds_per_token = cost_ema(self.seconds_per_token, dt / max(k, 1))
         return Proposal(tuple(tokens), torch.stack(qs) if qs else None, dt)
