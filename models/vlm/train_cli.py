@@ -21,7 +21,7 @@ same command resumes from the last checkpoint. The shipped model (assets/vlm/bui
 the defaults.
 
 examples:
-  streamrt train vlm --out runs/vlm                  # the shipped recipe (about 40 min on 2 cores)
+  streamrt train vlm --out runs/vlm                  # the shipped recipe (about 30 min on 2 busy cores)
   streamrt train vlm --out runs/vlm --steps 50       # a quick smoke run
   streamrt bench vlm-quality --model runs/vlm        # score it on held-out seeds
 """
@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--chunks", type=int, default=d.chunks_per_seq, help=f"chunks per window (default {d.chunks_per_seq})"
     )
     parser.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
+    parser.add_argument(
+        "--vision-lr-scale",
+        type=float,
+        default=d.vision_lr_scale,
+        help=f"vision tower learning-rate factor (default {d.vision_lr_scale})",
+    )
     parser.add_argument(
         "--seed", type=int, default=d.seed, help=f"seed of weights and data (default {d.seed})"
     )
@@ -57,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         batch=args.batch,
         chunks_per_seq=args.chunks,
         lr=args.lr,
+        vision_lr_scale=args.vision_lr_scale,
         seed=args.seed,
         threads=args.threads,
         checkpoint_every=args.checkpoint_every,
