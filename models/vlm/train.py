@@ -215,7 +215,9 @@ def train(out: Path, cfg: TrainConfig, resume: bool = True) -> dict[str, float]:
         model.model.visual.requires_grad_(False)  # frozen: no backward through the tower
     groups = []
     for vision in (False, True):
-        params = [(n, p) for n, p in model.named_parameters() if ("visual" in n) == vision and p.requires_grad]
+        params = [
+            (n, p) for n, p in model.named_parameters() if ("visual" in n) == vision and p.requires_grad
+        ]
         scale = cfg.vision_lr_scale if vision else 1.0
         groups.append(
             {

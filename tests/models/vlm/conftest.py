@@ -129,6 +129,12 @@ def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]
     return out
 
 
-def frames(n: int, h: int, w: int, seed: int) -> np.ndarray:
+def random_frames(n: int, h: int, w: int, seed: int) -> np.ndarray:
     """Random uint8 RGB frames [n, h, w, 3]."""
     return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def frames():
+    """The `random_frames(n, h, w, seed)` helper (test modules cannot import conftest)."""
+    return random_frames

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import frames
 from streamrt.cache import StreamCacheConfig
 from streamrt.models.vlm import AdapterError, load_adapter
 
 
 @pytest.mark.parametrize("model_type", ["idefics3", "smolvlm"])
-def test_chunked_equals_monolithic(tiny_checkpoints, model_type):
+def test_chunked_equals_monolithic(frames, tiny_checkpoints, model_type):
     adapter = load_adapter(tiny_checkpoints[model_type])
     assert adapter.fps == 1.0 and adapter.frames_per_chunk == 1 and adapter.settings.max_positions == 256
     chunks = [(frames(1, 30 + 10 * s, 50, s), (float(s),)) for s in range(3)]
@@ -47,7 +46,7 @@ def test_chunked_equals_monolithic(tiny_checkpoints, model_type):
     torch.testing.assert_close(q, ref[-len(qids) :], atol=2e-5, rtol=1e-4)
 
 
-def test_pixel_values_match_processor(tiny_checkpoints):
+def test_pixel_values_match_processor(frames, tiny_checkpoints):
     """Our resize + normalise equals Idefics3ImageProcessorPil without image splitting, bit for bit."""
     import numpy as np
     from transformers import Idefics3ImageProcessorPil
@@ -62,7 +61,7 @@ def test_pixel_values_match_processor(tiny_checkpoints):
         assert np.array_equal(adapter.pixel_values(img[None]), ref), (h, w)
 
 
-def test_position_limit(tiny_checkpoints):
+def test_position_limit(frames, tiny_checkpoints):
     adapter = load_adapter(tiny_checkpoints["idefics3"])
     cache = adapter.new_cache(StreamCacheConfig(capacity=1024))
     adapter.prefill_text(cache, [5] * 250, kind="system")

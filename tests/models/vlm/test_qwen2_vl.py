@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import frames
 from streamrt.cache import StreamCacheConfig
 from streamrt.models.vlm import AdapterError, load_adapter
 
@@ -69,7 +68,7 @@ def _monolithic(adapter, chunks, kept=None):
 
 
 @pytest.mark.parametrize("model_type", ["qwen2_vl", "qwen2_5_vl"])
-def test_chunked_equals_monolithic(tiny_checkpoints, model_type):
+def test_chunked_equals_monolithic(frames, tiny_checkpoints, model_type):
     adapter = load_adapter(tiny_checkpoints[model_type])
     chunks = [(frames(2, 40, 56, s), (s * 1.0, s + 0.5)) for s in range(3)]
     outs, q, cache = _stream(adapter, chunks)
@@ -83,7 +82,7 @@ def test_chunked_equals_monolithic(tiny_checkpoints, model_type):
 
 
 @pytest.mark.parametrize("model_type", ["qwen2_vl", "qwen2_5_vl"])
-def test_token_drop_keeps_positions(tiny_checkpoints, model_type):
+def test_token_drop_keeps_positions(frames, tiny_checkpoints, model_type):
     """Kept tokens keep the positions HF gives them in the undropped sequence; dropping nothing
     (all indices kept) is exactly the no-drop path."""
     adapter = load_adapter(tiny_checkpoints[model_type])
@@ -103,7 +102,7 @@ def test_token_drop_keeps_positions(tiny_checkpoints, model_type):
         assert torch.equal(a, b)
 
 
-def test_chunk_shapes_and_features(tiny_checkpoints):
+def test_chunk_shapes_and_features(frames, tiny_checkpoints):
     adapter = load_adapter(tiny_checkpoints["qwen2_vl"])
     c = adapter.encode_chunk(frames(2, 64, 96, 1), (3.0, 3.5))
     assert c.grid_thw == (1, 4, 6) and c.embeds.shape == (24, 64) and c.features.shape == (1, 24, 64)
@@ -112,24 +111,22 @@ def test_chunk_shapes_and_features(tiny_checkpoints):
     assert adapter.special.eos_id == adapter.tokenizer.convert_tokens_to_ids("<|im_end|>")
 
 
-@pytest.mark.parametrize(
-    "bad,times",
-    [
-        (frames(3, 32, 32, 0), (0.0, 0.5, 1.0)),  # wrong chunk length
-        (frames(2, 32, 32, 0).astype("float32"), (0.0, 0.5)),  # not uint8
-        (frames(2, 32, 32, 0)[..., :2], (0.0, 0.5)),  # not RGB
-        (frames(2, 32, 32, 0), (0.0,)),  # times missing
-    ],
-)
-def test_bad_frames(tiny_checkpoints, bad, times):
+@pytest.mark.parametrize("case", ["length", "dtype", "channels", "times"])
+def test_bad_frames(frames, tiny_checkpoints, case):
     adapter = load_adapter(tiny_checkpoints["qwen2_vl"])
+    bad, times = {
+        "length": (frames(3, 32, 32, 0), (0.0, 0.5, 1.0)),
+        "dtype": (frames(2, 32, 32, 0).astype("float32"), (0.0, 0.5)),
+        "channels": (frames(2, 32, 32, 0)[..., :2], (0.0, 0.5)),
+        "times": (frames(2, 32, 32, 0), (0.0,)),
+    }[case]
     with pytest.raises(AdapterError) as e:
         adapter.encode_chunk(bad, times)
     assert e.value.code == "E_MODEL_INPUT"
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_half_precision_close_to_fp32(tiny_checkpoints, dtype):
+def test_half_precision_close_to_fp32(frames, tiny_checkpoints, dtype):
     """bf16/fp16 load and run; their logits stay near the fp32 ones (same weights)."""
     ref = load_adapter(tiny_checkpoints["qwen2_vl"])
     half = load_adapter(tiny_checkpoints["qwen2_vl"], dtype=dtype)

@@ -1,0 +1,101 @@
+"""The built-in model's definition: the word-level tokenizer round-trips the shapes-world language
+(the parser recovers every event from decoded ids), and the training layout (one batched forward
+over a whole window) gives the same logits as the streaming adapter path through the StreamCache."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+import torch
+from streamrt.models.vlm import load_adapter
+from streamrt.models.vlm.builtin import EOS, SILENCE, build_tokenizer, corpus
+from streamrt.models.vlm.shapes_data import stream_chunks, world_config
+from streamrt.models.vlm.train import init_run, lay_out, sequence_logits
+
+from streamrt.synth import World, WorldConfig, describe, mention, parse, questions
+
+
+def test_tokenizer_round_trips_the_language():
+    tok = build_tokenizer()
+    unk = tok.unk_token_id
+    for line in corpus():
+        ids = tok.encode(line, add_special_tokens=False)
+        assert unk not in ids, line
+        assert tok.decode(ids) == line
+    world = World(WorldConfig.preset("busy", seed=5))
+    rng = random.Random(0)
+    for f in itertools.islice(world.frames(32, 18), 300):
+        for e in f.events:
+            text = tok.decode(tok.encode(describe(e), add_special_tokens=False))
+            assert parse(text) == [mention(e)]
+        for q in questions(f.scene, rng, world.recent(2.0)):
+            for s in (q.question, q.answer):
+                ids = tok.encode(s, add_special_tokens=False)
+                assert unk not in ids and tok.decode(ids) == s
+
+
+@pytest.fixture(scope="module")
+def random_builtin(tmp_path_factory):
+    out = tmp_path_factory.mktemp("builtin_random")
+    init_run(out, seed=1)
+    return load_adapter(str(out))
+
+
+def test_training_layout_equals_streaming_path(random_builtin):
+    a = random_builtin
+    cfg = world_config(7)
+    samples = list(
+        itertools.islice(
+            stream_chunks(
+                cfg, fps=2.0, frames_per_chunk=2, render_size=(90, 160), question_rate=0.7, qa_seed=1
+            ),
+            4,
+        )
+    )
+    assert any(s.qa for s in samples) and any(s.events for s in samples)
+    seq = lay_out(a, samples)
+    with torch.no_grad():
+        logits, _ = sequence_logits(a, [seq])
+    logits = logits[0]
+    skip = {a.token_id("<vision_start>"), a.token_id("<video_pad>")}
+    want = torch.stack([logits[i] for i, t in enumerate(seq.ids.tolist()) if t not in skip])
+
+    cache = a.new_cache()
+    got = [a.forward_text(cache, a.system_ids(), kind="system")]
+    eos, silence = a.token_id(EOS), a.token_id(SILENCE)
+    for s in samples:
+        got.append(a.prefill_vision(cache, a.encode_chunk(s.frames, s.times))[None])
+        said = [silence] if s.commentary is None else a.encode(s.commentary) + [eos]
+        got.append(a.forward_text(cache, said, kind="assistant"))
+        if s.qa:
+            got.append(a.forward_text(cache, a.user_ids(s.qa.question), kind="user"))
+            got.append(a.forward_text(cache, a.encode(s.qa.answer) + [eos], kind="assistant"))
+    torch.testing.assert_close(torch.cat(got), want, atol=3e-5, rtol=1e-4)
+
+
+def test_labels_cover_only_model_turns(random_builtin):
+    a = random_builtin
+    samples = list(
+        itertools.islice(
+            stream_chunks(
+                world_config(3),
+                fps=2.0,
+                frames_per_chunk=2,
+                render_size=(90, 160),
+                question_rate=1.0,
+                qa_seed=2,
+            ),
+            2,
+        )
+    )
+    seq = lay_out(a, samples)
+    targets = seq.labels[seq.labels != -100].tolist()
+    expected = []
+    for s in samples:
+        expected += (
+            [a.token_id(SILENCE)] if s.commentary is None else a.encode(s.commentary) + [a.token_id(EOS)]
+        )
+        expected += a.encode(s.qa.answer) + [a.token_id(EOS)]
+    assert targets == expected
