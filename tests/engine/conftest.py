@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from streamrt.models.vlm import load_adapter
 from streamrt.models.vlm.train import init_run
 
@@ -64,3 +66,47 @@ def parse_cues(text: str, fmt: str) -> list[tuple[float, float, str]]:
 @pytest.fixture(name="parse_cues")
 def parse_cues_fixture():
     return parse_cues
+
+
+def greedy(a, cache, logits, t, ends, cap):
+    out: list[int] = []
+    tok = int(logits.argmax())
+    while tok not in ends and len(out) < cap:
+        out.append(tok)
+        tok = int(a.decode_step(cache, tok).argmax())
+    stop = tok if tok in ends else a.special.eos_id
+    close = [stop] if stop == a.special.silence_id else [stop, *a.turn_end_ids()]
+    a.prefill_text(cache, close, kind="assistant", timestamp=t)
+    return a.decode(out).strip()
+
+
+@torch.inference_mode()
+def oracle(a, frames, questions, cfg):
+    """The plain greedy loop (see tests/engine/test_greedy_oracle.py): (commentaries [(t, text)],
+    answers {id: text}, StreamCache)."""
+    sid = a.special.silence_id
+    ends = a.special.stop_ids | {sid}
+    cache = a.new_cache(cfg.cache)
+    a.prefill_text(cache, a.system_ids(), kind="system")
+    said, answers = [], {}
+    pending = sorted(questions, key=lambda q: q.t)
+    fpc = a.frames_per_chunk
+    for i in range(0, len(frames), fpc):
+        fr = frames[i : i + fpc]
+        t_end = fr[-1].t + 1 / a.fps
+        logits = a.prefill_vision(cache, a.encode_chunk(np.stack([f.pixels for f in fr]), [f.t for f in fr]))
+        if int(logits.argmax()) == sid:
+            a.prefill_text(cache, [sid], kind="assistant", timestamp=t_end)
+        else:
+            said.append((t_end, greedy(a, cache, logits, t_end, ends, cfg.max_commentary_tokens)))
+        while pending and pending[0].t <= t_end:
+            q = pending.pop(0)
+            logits = a.prefill_text(cache, a.user_ids(q.text), kind="user", timestamp=t_end)
+            logits[sid] = float("-inf")
+            answers[q.id] = greedy(a, cache, logits, t_end, ends, cfg.max_answer_tokens)
+    return said, answers, cache.store
+
+
+@pytest.fixture(name="greedy_oracle")
+def greedy_oracle_fixture():
+    return oracle

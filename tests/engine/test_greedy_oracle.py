@@ -43,44 +43,7 @@ def stream():
     return list(itertools.islice(world.frames(), 24))
 
 
-def greedy(a, cache, logits, t, ends):
-    out: list[int] = []
-    tok = int(logits.argmax())
-    while tok not in ends and len(out) < CAP:
-        out.append(tok)
-        tok = int(a.decode_step(cache, tok).argmax())
-    stop = tok if tok in ends else a.special.eos_id
-    close = [stop] if stop == a.special.silence_id else [stop, *a.turn_end_ids()]
-    a.prefill_text(cache, close, kind="assistant", timestamp=t)
-    return a.decode(out).strip()
-
-
-@torch.inference_mode()
-def oracle(a, frames, questions, cfg):
-    sid = a.special.silence_id
-    ends = a.special.stop_ids | {sid}
-    cache = a.new_cache(cfg.cache)
-    a.prefill_text(cache, a.system_ids(), kind="system")
-    said, answers = [], {}
-    pending = sorted(questions, key=lambda q: q.t)
-    fpc = a.frames_per_chunk
-    for i in range(0, len(frames), fpc):
-        fr = frames[i : i + fpc]
-        t_end = fr[-1].t + 1 / a.fps
-        logits = a.prefill_vision(cache, a.encode_chunk(np.stack([f.pixels for f in fr]), [f.t for f in fr]))
-        if int(logits.argmax()) == sid:
-            a.prefill_text(cache, [sid], kind="assistant", timestamp=t_end)
-        else:
-            said.append((t_end, greedy(a, cache, logits, t_end, ends)))
-        while pending and pending[0].t <= t_end:
-            q = pending.pop(0)
-            logits = a.prefill_text(cache, a.user_ids(q.text), kind="user", timestamp=t_end)
-            logits[sid] = float("-inf")
-            answers[q.id] = greedy(a, cache, logits, t_end, ends)
-    return said, answers, cache.store
-
-
-def test_engine_equals_plain_greedy(mixed_adapter):
+def test_engine_equals_plain_greedy(mixed_adapter, greedy_oracle):
     a = mixed_adapter
     frames = stream()
     qs = [Question(2.5, "how many objects are there?", "a"), Question(7.0, "what just happened?", "b")]
@@ -95,7 +58,7 @@ def test_engine_equals_plain_greedy(mixed_adapter):
     outs = list(run)
     said = [(o.t, o.text) for o in outs if isinstance(o, ResponseEnd) and o.kind == "commentary"]
     answers = {o.question: o.text for o in outs if isinstance(o, ResponseEnd) and o.kind == "answer"}
-    want_said, want_answers, want = oracle(a, frames, qs, cfg)
+    want_said, want_answers, want = greedy_oracle(a, frames, qs, cfg)
     assert 0 < len(want_said) < 12  # both silent and speaking chunks
     assert said == want_said and answers == want_answers
     got = run.session.store
