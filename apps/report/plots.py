@@ -72,9 +72,10 @@ def drop_plot(run: Run, window: int = 10) -> bytes:
             color="#9ecae1",
             label="per chunk",
         )
-        k = min(window, t.size)
-        avg = np.convolve(share, np.ones(k) / k, mode="valid")
-        ax.plot(t[k - 1 :], avg, color="#08519c", lw=1.5, label=f"mean of {k} chunks")
+        csum = np.concatenate(([0.0], np.cumsum(share)))
+        lo = np.maximum(0, np.arange(1, t.size + 1) - window)
+        avg = (csum[1:] - csum[lo]) / (np.arange(1, t.size + 1) - lo)  # trailing mean, shorter at the start
+        ax.plot(t, avg, color="#08519c", lw=1.5, label=f"mean of the last {window} chunks")
     ax.set_xlabel("stream time (s)")
     ax.set_ylabel("tokens dropped (%)")
     ax.set_ylim(0, 100)

@@ -107,6 +107,8 @@ def test_live_demo_understand_and_generate(served, models, browser, tmp_path) ->
     )
     assert float(hud[0]) > 0 and hud[1] != "–" and hud[2].endswith("%"), hud
 
+    (tmp_path / "understand.png").write_bytes(drv.get_screenshot_as_png())
+
     # generation: text to video drawn on the canvas, then a live prompt switch
     drv.find_element(By.ID, "mode-generate").click()
     base = wait(drv, lambda s: s["state"] == "open" and s["out"] > 0, what="generated frames")["out"]
