@@ -20,6 +20,16 @@ Understanding models (StreamingVLM layout), one session:
 Always pass the returned position ids (eviction re-indexes); run one forward per append.
 """
 
+from streamrt.cache.frame import (
+    Absolute,
+    CacheRelative,
+    FrameCache,
+    FrameCacheConfig,
+    FrameCacheError,
+    FrameCacheStats,
+    Rotate,
+)
+from streamrt.cache.frame import PositionPolicy as FramePositionPolicy
 from streamrt.cache.hf import (
     HFStreamCache,
     StreamLayer,
@@ -37,9 +47,15 @@ from streamrt.cache.policy import (
 from streamrt.cache.stream import CacheSnapshot, StreamCache, StreamCacheConfig
 from streamrt.cache.types import CacheError, CacheSpec, MemoryReport, Segment, SegmentKind
 
-# FrameCache (video diffusion) is exported by its owner: add `from streamrt.cache.frame import ...` here.
-
 __all__ = [
+    "Absolute",
+    "CacheRelative",
+    "FrameCache",
+    "FrameCacheConfig",
+    "FrameCacheError",
+    "FramePositionPolicy",
+    "FrameCacheStats",
+    "Rotate",
     "CacheError",
     "CacheSnapshot",
     "CacheSpec",
