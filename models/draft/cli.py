@@ -42,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
+    import hashlib
 
     import torch
     from streamrt.models.draft import (
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     held = max(2, args.streams // 8)
+    info_extra: dict[str, object] = {}
     if args.lm:
         from transformers import AutoModelForCausalLM
 
@@ -68,11 +70,15 @@ def run(args: argparse.Namespace) -> int:
         config, target = teacher.config, args.lm
     else:
         from streamrt.models.vlm import load_adapter
+        from streamrt.models.vlm.loader import resolve
 
         adapter = load_adapter(args.target)
         seeds = [args.seed * 100_000 + 1000 + i for i in range(args.streams + held)]
         data = collect_commentary(adapter, seeds, args.chunks, progress=True)
         config, target = adapter.model.config, args.target
+        weights = Path(resolve(args.target)) / "model.safetensors"
+        if weights.is_file():
+            info_extra["target_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
     train, test = data[held:], data[:held]
     cfg = dataclasses.replace(DistillConfig(), steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
     draft = distill(draft_config(config, layers=args.layers), train, cfg, progress=True)
@@ -85,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         "chunks_per_stream": None if args.lm else args.chunks,
         "distill": dataclasses.asdict(cfg),
         "held_out_greedy_agreement": round(agreement, 4),
+        **info_extra,
     }
     save_draft(draft, args.out, info)
     print(f"saved {args.out}: held-out greedy agreement {agreement:.3f}")
