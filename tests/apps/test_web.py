@@ -7,7 +7,8 @@ frames_in grows), and the pixels: the generation canvas and a screenshot of it a
 the trained built-in generator the canvas shows the prompt's colour (red, then blue after the live
 prompt switch). Error
 paths: a wrong token (E_AUTH: refused, no retry), a full server (the page waits, then connects by
-itself when a slot frees: the reconnect path), camera permission denied.
+itself when a slot frees), a dropped open session (a new one opens by itself), camera permission
+denied.
 """
 
 from __future__ import annotations
@@ -175,8 +176,15 @@ def test_wrong_token_full_server_and_reconnect(make_server, make_chrome, fake_ca
         st = wait(drv, lambda s: "full" in s["banner"], what="the server-full notice")
         assert st["state"] in ("reconnecting", "connecting"), st
     # the slot is free again: the page connects by itself and frames flow
-    wait(drv, lambda s: s["state"] == "open" and s["out"] > 2, timeout=30, what="the automatic reconnect")
-    assert drv.execute_script(PROBE)["banner"] == ""
+    st = wait(
+        drv, lambda s: s["state"] == "open" and s["out"] > 2, timeout=30, what="the automatic reconnect"
+    )
+    assert st["banner"] == ""
+    # an open session that drops (network hiccup): the page opens a new session by itself
+    drv.execute_script("window.streamrtDemo.client.ws.close()")
+    again = wait(drv, lambda s: s["state"] == "open" and s["conn"] != st["conn"], what="a new session")
+    out = again["out"]
+    wait(drv, lambda s: s["out"] > out + 2, what="frames on the new session")
 
 
 def test_js_client_header_matches_the_python_codec_and_page_fits_a_phone(served, make_chrome) -> None:
