@@ -8,11 +8,12 @@ model when its weights are in the package (skipped with a message otherwise).
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import pytest
 import torch
-from streamrt.models.draft import draft_config
+from streamrt.models.draft import draft_config, load_draft
 from transformers import AutoModelForCausalLM
 
 from streamrt.spec import ModelDrafter, NGramDrafter, SelfSpecDrafter, SpecConfig, SpeculativeDecoder, Target
@@ -32,16 +33,18 @@ def untrained(tmp_path_factory) -> object:
     return load_adapter(str(path))
 
 
-def _check(adapter, chunks: int, seed: int) -> None:
+def _check(adapter, chunks: int, seed: int, draft_model=None) -> float:
+    """Every drafter reproduces every plain response; returns the draft model's acceptance rate."""
     points = commentary_points(adapter, seed=seed, chunks=chunks, max_new_tokens=24)
     assert points, "the model said nothing on this stream"
     hf = adapter.new_cache(no_eviction(4096))
     target = Target.for_adapter(adapter, hf)
     layers = adapter.model.config.get_text_config().num_hidden_layers
     torch.manual_seed(0)
-    draft = ModelDrafter(
-        AutoModelForCausalLM.from_config(draft_config(adapter.model.config, layers=1)).eval()
-    )
+    if draft_model is None:
+        draft_model = AutoModelForCausalLM.from_config(draft_config(adapter.model.config, layers=1)).eval()
+    draft = ModelDrafter(draft_model)
+    drafted = accepted = 0
     eos = sorted(adapter.special.stop_ids)
     for drafters in (
         [NGramDrafter()],
@@ -56,6 +59,9 @@ def _check(adapter, chunks: int, seed: int) -> None:
             res = dec.generate(p.logits, max_new_tokens=24, eos=eos)
             assert res.tokens == p.reference, [d.name for d in drafters]
             assert hf.store.length == p.snapshot.pos.shape[1] + len(res.tokens) - 1
+            drafted += res.stats.by_drafter.get("draft", [0, 0, 0])[1]
+            accepted += res.stats.by_drafter.get("draft", [0, 0, 0])[2]
+    return accepted / max(drafted, 1)
 
 
 def test_untrained_builtin_architecture(untrained) -> None:
@@ -69,4 +75,8 @@ def test_shipped_builtin_model() -> None:
         adapter = load_adapter("builtin")
     except AdapterError as e:
         pytest.skip(f"built-in model weights not in the package yet: {e}")
-    _check(adapter, chunks=16, seed=3)
+    shipped = Path(str(resources.files("streamrt.assets").joinpath("draft", "builtin")))
+    draft = load_draft(shipped) if (shipped / "config.json").is_file() else None
+    rate = _check(adapter, chunks=16, seed=3, draft_model=draft)
+    if draft is not None:
+        assert rate > 0.5, rate  # the distilled draft predicts the built-in model's commentary
