@@ -138,6 +138,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar; stream text as it is decoded")
     p.add_argument("--summary-json", type=Path, metavar="PATH", help="also write the summary as JSON")
+    p.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="also write a self-contained HTML report to DIR/index.html: commentary on a time line beside "
+        "thumbnails, latency against the deadline, token-drop share, the summary (see `streamrt report`)",
+    )
 
 
 def _policy(spec: str, silence: float | None):
@@ -174,6 +181,10 @@ def run(args: argparse.Namespace) -> int:
 
     source = str(demo_clip()) if (args.demo or not args.source) else args.source
     try:
+        if args.report:
+            from streamrt.apps.report import report_jsonl
+
+            args.report_run = report_jsonl(args.report, args.out)  # adds DIR/run.jsonl to --out if needed
         for path in args.out:
             output_format(path)
         questions = [parse_ask(a, f"q{i}") for i, a in enumerate(args.ask)]
@@ -256,6 +267,10 @@ def _replay(args: argparse.Namespace, source: str, questions: list, config) -> i
     print(("interrupted\n" if interrupted else "") + summary.format(), file=sys.stderr)
     if args.summary_json:
         args.summary_json.write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    if args.report:
+        from streamrt.apps.report import write_report
+
+        print(f"report: {write_report(args.report_run, args.report, source)}", file=sys.stderr)
     return 130 if interrupted else 0
 
 
