@@ -17,7 +17,6 @@ from streamrt.models.draft import (
     load_draft,
     save_draft,
 )
-from streamrt.models.train_registry import TRAINERS
 from transformers import AutoModelForCausalLM
 
 from streamrt.spec import ModelDrafter, SpecConfig, SpeculativeDecoder
@@ -68,11 +67,3 @@ def test_distill_save_load_and_lossless_drafting(tmp_path) -> None:
     dec.observe(turns[0])
     res = dec.generate(logits, max_new_tokens=24)
     assert list(res.tokens) == ref
-
-
-def test_trainer_registered() -> None:
-    assert TRAINERS["draft"] == "streamrt.models.draft.cli"
-    import importlib
-
-    mod = importlib.import_module(TRAINERS["draft"])
-    assert mod.HELP and "examples" in mod.DESCRIPTION
