@@ -61,6 +61,24 @@ def normalise_from(overrides: dict[str, object], default: Normalise) -> Normalis
     )
 
 
+def token_id(tokenizer, token: str) -> int | None:
+    """The id of `token`, or None when the tokenizer does not know it (maps it to its unknown token)."""
+    i = tokenizer.convert_tokens_to_ids(token)
+    if i is None or (i == tokenizer.unk_token_id and token != tokenizer.unk_token):
+        return None
+    return int(i)
+
+
+def end_of_turn_id(tokenizer, settings: dict[str, object], default: str, name: str) -> int:
+    """The end-of-turn token: `settings["eos_token"]` (else `default`), else the tokenizer's eos."""
+    eos = token_id(tokenizer, str(settings.get("eos_token", default)))
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    if eos is None:
+        raise AdapterError("E_MODEL_LOAD", f"{name}: tokenizer has no end-of-turn token")
+    return int(eos)
+
+
 class HFAdapter(VLMAdapter):
     """Common implementation over a Hugging Face vision-language model (see module docstring)."""
 

@@ -19,7 +19,14 @@ import numpy as np
 import torch
 from PIL import Image
 from streamrt.models.vlm.base import AdapterError, PromptTemplate, SpecialTokens, StreamSettings
-from streamrt.models.vlm.hf_adapter import HFAdapter, normalise_from, settings_from, template_from
+from streamrt.models.vlm.hf_adapter import (
+    HFAdapter,
+    end_of_turn_id,
+    normalise_from,
+    settings_from,
+    template_from,
+    token_id,
+)
 from streamrt.models.vlm.preprocess import HALF_MEAN_STD, Normalise, idefics3_sizes, normalise, resize
 
 SMOLVLM_TEMPLATE = PromptTemplate(
@@ -78,19 +85,7 @@ class Idefics3Adapter(HFAdapter):
             ),
         )
 
-        def tid(token: str) -> int | None:
-            i = tokenizer.convert_tokens_to_ids(token)
-            return (
-                None
-                if i is None or (i == tokenizer.unk_token_id and token != tokenizer.unk_token)
-                else int(i)
-            )
-
-        eos = tid(str(settings.get("eos_token", "<end_of_utterance>")))
-        if eos is None:
-            eos = tokenizer.eos_token_id
-        if eos is None:
-            raise AdapterError("E_MODEL_LOAD", f"{name}: tokenizer has no end-of-turn token")
+        eos = end_of_turn_id(tokenizer, settings, "<end_of_utterance>", name)
         silence = settings.get("silence_token")
         special = SpecialTokens(
             eos_id=eos,
@@ -98,7 +93,7 @@ class Idefics3Adapter(HFAdapter):
                 {eos} | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
             ),
             pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
-            silence_id=tid(str(silence)) if silence else None,
+            silence_id=token_id(tokenizer, str(silence)) if silence else None,
             user_id=None,
             assistant_id=None,
         )

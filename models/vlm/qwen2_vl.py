@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from streamrt.models.vlm.base import AdapterError, PromptTemplate, SpecialTokens, StreamSettings
-from streamrt.models.vlm.hf_adapter import HFAdapter, normalise_from, settings_from, template_from
+from streamrt.models.vlm.hf_adapter import (
+    HFAdapter,
+    end_of_turn_id,
+    normalise_from,
+    settings_from,
+    template_from,
+    token_id,
+)
 from streamrt.models.vlm.preprocess import Normalise, normalise, qwen2_vl_patchify, resize, smart_resize
 
 QWEN_TEMPLATE = PromptTemplate(
@@ -94,28 +101,16 @@ class Qwen2VLAdapter(HFAdapter):
             ),
         )
 
-        def tid(token: str) -> int | None:
-            i = tokenizer.convert_tokens_to_ids(token)
-            return (
-                None
-                if i is None or (i == tokenizer.unk_token_id and token != tokenizer.unk_token)
-                else int(i)
-            )
-
-        eos = tid(str(settings.get("eos_token", "<|im_end|>")))
-        if eos is None:
-            eos = tokenizer.eos_token_id
-        if eos is None:
-            raise AdapterError("E_MODEL_LOAD", f"{name}: tokenizer has no end-of-turn token")
+        eos = end_of_turn_id(tokenizer, settings, "<|im_end|>", name)
         stops = {eos} | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
         silence = settings.get("silence_token")
         special = SpecialTokens(
             eos_id=eos,
             stop_ids=frozenset(stops),
             pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
-            silence_id=tid(str(silence)) if silence else None,
-            user_id=tid(str(settings.get("user_token", "<|im_start|>"))),
-            assistant_id=tid(str(settings.get("assistant_token", "<|im_start|>"))),
+            silence_id=token_id(tokenizer, str(silence)) if silence else None,
+            user_id=token_id(tokenizer, str(settings.get("user_token", "<|im_start|>"))),
+            assistant_id=token_id(tokenizer, str(settings.get("assistant_token", "<|im_start|>"))),
         )
         return cls(
             model,
