@@ -18,7 +18,6 @@ from collections import Counter
 
 import pytest
 import torch
-from streamrt.models.vlm import builtin_path
 
 from streamrt.engine import EngineConfig, FinishResponse, Question, ResponseEnd, SilenceArgmax, StreamRun
 from streamrt.engine.sources import open_stream
@@ -34,11 +33,6 @@ from streamrt.synth import (
     write_video,
 )
 
-HAVE_BUILTIN = (builtin_path() / "config.json").is_file()
-pytestmark = pytest.mark.skipif(
-    not HAVE_BUILTIN,
-    reason=f"the trained built-in model is not installed ({builtin_path()} has no config.json)",
-)
 SEED = 777  # held out (training uses seeds >= 1_000_000)
 SECONDS = 30.0
 

@@ -120,20 +120,15 @@ def vlm_adapter(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def builtin_gen() -> GenModel:
-    """The built-in generator shipped in streamrt.assets/gen (skipped until it is there)."""
-    from streamrt.models.gen.model import builtin_path, load_builtin
+    """The built-in generator shipped in streamrt.assets/gen (a missing asset fails the tests)."""
+    from streamrt.models.gen.model import load_builtin
 
-    if not (builtin_path() / "model.safetensors").is_file():
-        pytest.skip("the built-in generator is not in streamrt.assets/gen yet")
     return load_builtin()
 
 
 @pytest.fixture(scope="session")
 def builtin_vlm():
-    """The built-in VLM shipped in streamrt.assets/vlm/builtin (skipped until it is there)."""
+    """The built-in VLM shipped in streamrt.assets/vlm/builtin (a missing asset fails the tests)."""
     from streamrt.models.vlm import load_adapter
-    from streamrt.models.vlm.loader import builtin_path
 
-    if not (builtin_path() / "config.json").is_file():
-        pytest.skip("the built-in VLM is not in streamrt.assets/vlm/builtin yet")
     return load_adapter("builtin")

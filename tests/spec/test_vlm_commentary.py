@@ -69,14 +69,10 @@ def test_untrained_builtin_architecture(untrained) -> None:
 
 
 def test_shipped_builtin_model() -> None:
-    from streamrt.models.vlm import AdapterError, load_adapter
+    from streamrt.models.vlm import load_adapter
 
-    try:
-        adapter = load_adapter("builtin")
-    except AdapterError as e:
-        pytest.skip(f"built-in model weights not in the package yet: {e}")
-    shipped = Path(str(resources.files("streamrt.assets").joinpath("draft", "builtin")))
-    draft = load_draft(shipped) if (shipped / "config.json").is_file() else None
+    adapter = load_adapter("builtin")
+    draft = load_draft(Path(str(resources.files("streamrt.assets").joinpath("draft", "builtin"))))
     rate = _check(adapter, chunks=16, seed=3, draft_model=draft)
     if draft is not None:
         assert rate > 0.5, rate  # the distilled draft predicts the built-in model's commentary
