@@ -20,6 +20,7 @@ from streamrt.models.vlm.base import PromptTemplate, StreamSettings
 
 from streamrt.synth import COLOURS, DIRECTIONS, POSITIONS, SHAPES, SIDES
 from streamrt.synth.language import NUMBERS, Mention, plural, say
+from streamrt.synth.types import EVENT_KINDS, SCENE_KINDS
 
 PAD, UNK, EOS, SILENCE = "<pad>", "<unk>", "<eos>", "<silence>"
 SYSTEM, USER, ASSISTANT = "<system>", "<user>", "<assistant>"
@@ -61,22 +62,12 @@ def corpus() -> list[str]:
         "move_start": DIRECTIONS,
         "colour_change": COLOURS,
     }
-    for kind in (
-        "appear",
-        "enter",
-        "leave",
-        "move_start",
-        "stop",
-        "bounce",
-        "colour_change",
-        "grow",
-        "shrink",
-    ):
+    for kind in (k for k in EVENT_KINDS if k not in SCENE_KINDS):
         for colour in COLOURS:
             for shape in SHAPES:
                 for d in details.get(kind, (None,)):
                     lines.append(say(Mention(kind, shape, colour, d)) + ".")
-    lines += [say(Mention(k)) + "." for k in ("cut", "still_start", "still_end")]
+    lines += [say(Mention(k)) + "." for k in SCENE_KINDS]
     for shape in SHAPES:
         lines += [f"what colour is the {shape}?", f"how many {plural(shape)} are there?"]
     for colour in COLOURS:

@@ -11,8 +11,10 @@ Owns the model, its tokenizer and the adapter's settings; does not know retentio
 
 from __future__ import annotations
 
+import json
 from abc import abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -59,6 +61,34 @@ def normalise_from(overrides: dict[str, object], default: Normalise) -> Normalis
     return Normalise(
         mean=tuple(n["mean"]), std=tuple(n["std"]), rescale=float(n.get("rescale", default.rescale))
     )
+
+
+def read_preprocessor(path: str) -> dict[str, object]:
+    """preprocessor_config.json of a local checkpoint or hub id ({} when absent: adapters fall back to
+    their model family's defaults)."""
+    local = Path(path) / "preprocessor_config.json"
+    if local.is_file():
+        return json.loads(local.read_text())
+    if Path(path).is_dir():
+        return {}
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(path, "preprocessor_config.json")).read_text())
+    except Exception:  # a hub checkpoint without a processor config
+        return {}
+
+
+def load_model_and_tokenizer(model_cls, path: str, name: str, device: torch.device, dtype: torch.dtype):
+    """`model_cls.from_pretrained(path)` on `device` in `dtype` and its tokenizer; E_MODEL_LOAD on failure."""
+    from transformers import AutoTokenizer
+
+    try:
+        model = model_cls.from_pretrained(path, dtype=dtype).to(device)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise AdapterError("E_MODEL_LOAD", f"{name}: {e}") from e
+    return model, tokenizer
 
 
 def token_id(tokenizer, token: str) -> int | None:

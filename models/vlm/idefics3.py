@@ -12,17 +12,16 @@ use a compacting position policy to run for ever.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
 from PIL import Image
-from streamrt.models.vlm.base import AdapterError, PromptTemplate, SpecialTokens, StreamSettings
+from streamrt.models.vlm.base import PromptTemplate, SpecialTokens, StreamSettings
 from streamrt.models.vlm.hf_adapter import (
     HFAdapter,
     end_of_turn_id,
+    load_model_and_tokenizer,
     normalise_from,
+    read_preprocessor,
     settings_from,
     template_from,
     token_id,
@@ -58,20 +57,15 @@ class Idefics3Adapter(HFAdapter):
     def from_pretrained(
         cls, path: str, *, name: str, device: torch.device, dtype: torch.dtype, settings: dict[str, object]
     ) -> Idefics3Adapter:
-        from transformers import AutoConfig, AutoTokenizer
+        from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(path)
         if config.model_type == "smolvlm":
             from transformers import SmolVLMForConditionalGeneration as Model
         else:
             from transformers import Idefics3ForConditionalGeneration as Model
-        try:
-            model = Model.from_pretrained(path, dtype=dtype).to(device)
-            tokenizer = AutoTokenizer.from_pretrained(path)
-        except (OSError, ValueError, RuntimeError) as e:
-            raise AdapterError("E_MODEL_LOAD", f"{name}: {e}") from e
-        pre = Path(path) / "preprocessor_config.json"
-        proc = json.loads(pre.read_text()) if pre.is_file() else {}
+        model, tokenizer = load_model_and_tokenizer(Model, path, name, device, dtype)
+        proc = read_preprocessor(path)
         image_size = int(config.vision_config.image_size)
         longest = int((proc.get("size") or {}).get("longest_edge", image_size))
         max_pos = int(config.get_text_config().max_position_embeddings)

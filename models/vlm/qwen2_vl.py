@@ -12,16 +12,15 @@ overrides it with its own closed-vocabulary markers and a silence token.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
-from streamrt.models.vlm.base import AdapterError, PromptTemplate, SpecialTokens, StreamSettings
+from streamrt.models.vlm.base import PromptTemplate, SpecialTokens, StreamSettings
 from streamrt.models.vlm.hf_adapter import (
     HFAdapter,
     end_of_turn_id,
+    load_model_and_tokenizer,
     normalise_from,
+    read_preprocessor,
     settings_from,
     template_from,
     token_id,
@@ -38,21 +37,6 @@ QWEN_TEMPLATE = PromptTemplate(
 )
 DEFAULT_MIN_PIXELS = 56 * 56
 DEFAULT_MAX_PIXELS = 28 * 28 * 1280
-
-
-def _preprocessor(path: str) -> dict[str, object]:
-    """preprocessor_config.json of a local checkpoint or hub id ({} when absent)."""
-    local = Path(path) / "preprocessor_config.json"
-    if local.is_file():
-        return json.loads(local.read_text())
-    if Path(path).is_dir():
-        return {}
-    try:
-        from huggingface_hub import hf_hub_download
-
-        return json.loads(Path(hf_hub_download(path, "preprocessor_config.json")).read_text())
-    except Exception:  # a hub checkpoint without a processor config: fall back to Qwen defaults
-        return {}
 
 
 class Qwen2VLAdapter(HFAdapter):
@@ -75,19 +59,15 @@ class Qwen2VLAdapter(HFAdapter):
     def from_pretrained(
         cls, path: str, *, name: str, device: torch.device, dtype: torch.dtype, settings: dict[str, object]
     ) -> Qwen2VLAdapter:
-        from transformers import AutoConfig, AutoTokenizer
+        from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(path)
         if config.model_type == "qwen2_5_vl":
             from transformers import Qwen2_5_VLForConditionalGeneration as Model
         else:
             from transformers import Qwen2VLForConditionalGeneration as Model
-        try:
-            model = Model.from_pretrained(path, dtype=dtype).to(device)
-            tokenizer = AutoTokenizer.from_pretrained(path)
-        except (OSError, ValueError, RuntimeError) as e:
-            raise AdapterError("E_MODEL_LOAD", f"{name}: {e}") from e
-        proc = _preprocessor(path)
+        model, tokenizer = load_model_and_tokenizer(Model, path, name, device, dtype)
+        proc = read_preprocessor(path)
         size = proc.get("size") if isinstance(proc.get("size"), dict) else {}
         temporal = int(config.vision_config.temporal_patch_size)
         stream = settings_from(settings, StreamSettings(2.0, temporal, None, None))

@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from streamrt.synth.config import COLOURS, SHAPES
-from streamrt.synth.types import DIRECTIONS, SIDES, Event, Scene
+from streamrt.synth.types import DIRECTIONS, SCENE_KINDS, SIDES, Event, Scene
 
 NUMBERS: tuple[str, ...] = (
     "zero",
@@ -73,7 +73,7 @@ def mention(event: Event) -> Mention:
     """The comparable content of an event (what `describe` puts into words)."""
     a = event.attrs
     k = event.kind
-    if k in ("cut", "still_start", "still_end"):
+    if k in SCENE_KINDS:
         return Mention(k)
     if k == "colour_change":
         return Mention(k, a["shape"], a["from"], a["colour"])

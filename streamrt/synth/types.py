@@ -8,7 +8,7 @@ keep one while the world moves on. Does not know how they are produced, drawn or
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -26,20 +26,8 @@ EventKind = Literal[
     "still_start",
     "still_end",
 ]
-EVENT_KINDS: tuple[str, ...] = (
-    "appear",
-    "enter",
-    "leave",
-    "move_start",
-    "stop",
-    "bounce",
-    "colour_change",
-    "grow",
-    "shrink",
-    "cut",
-    "still_start",
-    "still_end",
-)
+EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
+SCENE_KINDS: tuple[str, ...] = ("cut", "still_start", "still_end")  # events about the scene, no object
 SIDES: tuple[str, ...] = ("left", "right", "top", "bottom")
 DIRECTIONS: tuple[str, ...] = (
     "left",
