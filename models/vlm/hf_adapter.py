@@ -242,7 +242,7 @@ class HFAdapter(VLMAdapter):
             mask = torch.zeros(chunk.num_tokens, dtype=torch.bool)
             mask[kept.cpu()] = True
         pids = cache.store.append("vision", positions=pos, span=span, timestamp=chunk.timestamp, kept=mask)
-        return self._run(cache, x, pids)[-1]
+        return self._run(cache, x, pids, last_only=True)[-1]
 
     # ---- text ----------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -253,12 +253,32 @@ class HFAdapter(VLMAdapter):
         kind: TextKind = "assistant",
         timestamp: float | None = None,
     ) -> torch.Tensor:
+        return self._text(cache, ids, kind, timestamp, last_only=False)
+
+    @torch.inference_mode()
+    def prefill_text(
+        self,
+        cache: HFStreamCache,
+        ids: Sequence[int] | torch.Tensor,
+        kind: TextKind = "text",
+        timestamp: float | None = None,
+    ) -> torch.Tensor:
+        return self._text(cache, ids, kind, timestamp, last_only=True)[-1]
+
+    def _text(
+        self,
+        cache: HFStreamCache,
+        ids: Sequence[int] | torch.Tensor,
+        kind: TextKind,
+        timestamp,
+        last_only: bool,
+    ) -> torch.Tensor:
         ids = torch.as_tensor(ids, dtype=torch.long).flatten()
         if ids.numel() == 0:
             raise AdapterError("E_MODEL_INPUT", "no token ids to prefill")
         self._check_positions(cache, ids.numel())
         pids = cache.store.append(kind, n=ids.numel(), timestamp=timestamp)
-        return self._run(cache, self._embed(ids)[None], pids)
+        return self._run(cache, self._embed(ids)[None], pids, last_only=last_only)
 
     # ---- cache ---------------------------------------------------------------------------------
     def new_cache(self, config: StreamCacheConfig | None = None, batch_size: int = 1) -> HFStreamCache:
@@ -272,12 +292,16 @@ class HFAdapter(VLMAdapter):
         ids = torch.as_tensor(ids, dtype=torch.long, device=self.device)
         return self._language_model().embed_tokens(ids)  # [n, D]
 
-    def _run(self, cache: HFStreamCache, x: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
-        """x: [1, n, D] -> fp32 logits [n, V]; writes the chunk's K/V into the cache rows."""
+    def _run(
+        self, cache: HFStreamCache, x: torch.Tensor, position_ids: torch.Tensor, *, last_only: bool = False
+    ) -> torch.Tensor:
+        """x: [1, n, D] -> fp32 logits [n, V] ([1, V] with `last_only`: a prefill needs only the next
+        token, and the output layer over every position costs n x D x V); writes the chunk's K/V."""
         out = self._language_model()(
             inputs_embeds=x, position_ids=position_ids.to(self.device), past_key_values=cache, use_cache=True
         )
-        return self._lm_head()(out.last_hidden_state[0]).float()
+        hidden = out.last_hidden_state[0]  # [n, D]
+        return self._lm_head()(hidden[-1:] if last_only else hidden).float()
 
     def _check_positions(self, cache: HFStreamCache, span: int) -> None:
         limit = self.settings.max_positions
