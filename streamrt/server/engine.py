@@ -3,8 +3,9 @@
 A `SessionEngine` is one session's model state (a generation stream, a VLM conversation) behind a few
 verbs: `validate` / `apply` parameters, `step` one unit of work (an input frame, or a paced tick when
 the mode has no input), `finish` when the input ends, `ask`, `observe` the wall time of a step against its budget (the engine's own
-degrade ladder), `degrade` one rung on the scheduler's request, `close`. `step`, `finish`, `apply`,
-`observe` and `degrade` run on the scheduler's worker thread, one at a time per session; `validate`
+degrade ladder), `degrade` one rung on the scheduler's request, `close`; optionally `batch_key` and
+`step_batch` (several sessions' steps in one call, e.g. one model forward). `step`, `step_batch`,
+`finish`, `apply`, `observe` and `degrade` run on the scheduler's worker thread, one at a time per session; `validate`
 and `ask` run on the event loop and must not touch state a step uses (ask only queues). One adapter module per mode wraps a real
 engine (generate.py). This module knows neither sockets nor models.
 """
@@ -12,7 +13,7 @@ engine (generate.py). This module knows neither sockets nor models.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,6 +95,20 @@ class SessionEngine(ABC):
     @abstractmethod
     def step(self, frame: InputFrame | None) -> StepResult:
         """One unit of work (blocking; on the worker thread)."""
+
+    def batch_key(self, frame: InputFrame | None) -> Hashable | None:
+        """Steps of engines of this class with equal keys may run together in `step_batch` (None: never).
+        Called at queue time (frame None) and again on the worker before the step (the frame if any)."""
+        return None
+
+    @classmethod
+    def step_batch(
+        cls, engines: Sequence[SessionEngine], frames: Sequence[InputFrame | None]
+    ) -> list[StepResult]:
+        """`engine.step(frame)` for several engines of equal `batch_key` at once; each result must be what
+        that engine's own `step` would give (within the fp tolerance the class documents). When it
+        raises, every engine must be as before the call (the caller then steps them one by one)."""
+        raise NotImplementedError
 
     def tick_interval_s(self) -> float:
         """Paced modes: seconds between ticks (the output duration of one step)."""

@@ -5,12 +5,13 @@ of `block_frames` frames at the engine's fps) or "video" (video-to-video: each i
 the model's frame size and restyled by `GenEngine.transform`). The prompt switches at any time by
 KV-recache; `steps` and `strength` change at any time; the rest is fixed at hello. The degrade ladder is
 streamrt.gen's `DegradeLadder`, fed by `observe` and stepped down by the scheduler through `degrade`.
-Owns: the GenEngine, its ladder and the output frame counter. Does not know sockets or deadlines.
+Sessions of the sequential presets with equal block shapes and noise schedules batch across sessions
+(`step_batch`, streamrt.server.batch). Owns: the GenEngine, its ladder and the output frame counter. Does not know sockets or deadlines.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
 
 import cv2
 import torch
@@ -21,6 +22,7 @@ from streamrt.gen.engine import GenEngine
 from streamrt.gen.types import Level
 from streamrt.models.gen.data import to_pixels, to_tensor
 from streamrt.models.gen.model import GenModel
+from streamrt.server import batch
 from streamrt.server.engine import InputFrame, OutputFrame, SessionEngine, StepResult, param_error
 from streamrt.server.protocol import ParamValue
 
@@ -119,25 +121,63 @@ class GenerateEngine(SessionEngine):
     def _level(self) -> int:
         return self.ladder.index if self.ladder is not None else 0
 
-    def step(self, frame: InputFrame | None) -> StepResult:
-        eng = self.engine
-        if frame is None:
-            block = eng.next_block()  # [1, b, 3, H, W] or None while a pipeline fills
-            if block is None:
-                return StepResult((), self._level)
-            repeated, ref, cap = False, -1, 0
-        else:
-            px = frame.pixels
-            if px.shape[:2] != (eng.h, eng.w):
-                px = cv2.resize(px, (eng.w, eng.h), interpolation=cv2.INTER_AREA)
-            x = to_tensor(px)[None, None].to(eng.dtype)  # [1, 1, 3, H, W]
-            block, repeated = eng.transform(x)
-            ref, cap = frame.seq, frame.capture_us
+    def _input(self, frame: InputFrame) -> torch.Tensor:
+        """An input frame at the model's size: [1, 1, 3, H, W] in [-1, 1]."""
+        eng, px = self.engine, frame.pixels
+        if px.shape[:2] != (eng.h, eng.w):
+            px = cv2.resize(px, (eng.w, eng.h), interpolation=cv2.INTER_AREA)
+        return to_tensor(px)[None, None].to(eng.dtype)
+
+    def _result(self, block: torch.Tensor | None, repeated: bool, frame: InputFrame | None) -> StepResult:
+        if block is None:  # a pipeline fills
+            return StepResult((), self._level)
+        ref, cap = (frame.seq, frame.capture_us) if frame is not None else (-1, 0)
         pix = to_pixels(block[0].float())  # [b, H, W, 3] uint8
         degraded = self._level > 0
         outs = tuple(OutputFrame(p, ref, cap, repeated, degraded) for p in pix)
         self.frames_out += len(outs)
         return StepResult(outs, self._level)
+
+    def step(self, frame: InputFrame | None) -> StepResult:
+        if frame is None:
+            return self._result(self.engine.next_block(), False, None)  # [1, b, 3, H, W] or None
+        block, repeated = self.engine.transform(self._input(frame))
+        return self._result(block, repeated, frame)
+
+    # ---- cross-session batching (streamrt.server.batch) --------------------------------------------------
+    def batch_key(self, frame: InputFrame | None) -> Hashable | None:
+        return batch.v2v_key(self.engine) if self.v2v else batch.t2v_key(self.engine)
+
+    @classmethod
+    def step_batch(
+        cls, engines: Sequence[SessionEngine], frames: Sequence[InputFrame | None]
+    ) -> list[StepResult]:
+        """One shared forward per denoise step for all `engines` (equal batch keys). Equal to each
+        engine's own `step` up to fp32 GEMM rounding (see tests/server/test_batch.py); on an exception
+        every engine's noise generator and counters are restored (the caches' committed state is only
+        touched by the last, infallible commits)."""
+        gens = [e for e in engines if isinstance(e, GenerateEngine)]
+        assert len(gens) == len(engines)
+        saved = [batch.save_state(g.engine) for g in gens]
+        try:
+            plans = [
+                batch.plan_v2v(g.engine, g._input(f)) if f is not None else batch.plan_t2v(g.engine)
+                for g, f in zip(gens, frames, strict=True)
+            ]
+            run = [i for i, p in enumerate(plans) if isinstance(p, batch.BlockPlan)]
+            blocks = batch.run_blocks([gens[i].engine for i in run], [plans[i] for i in run])  # type: ignore[misc]
+        except Exception:
+            for g, s in zip(gens, saved, strict=True):
+                batch.restore_state(g.engine, s)
+            raise
+        out: dict[int, tuple[torch.Tensor, bool]] = {}
+        for i, blk in zip(run, blocks, strict=True):
+            batch.finish(gens[i].engine, plans[i], blk)  # type: ignore[arg-type]
+            out[i] = (blk, False)
+        return [
+            gens[i]._result(*(out[i] if i in out else (plans[i], True)), frames[i])  # type: ignore[arg-type]
+            for i in range(len(gens))
+        ]
 
     def observe(self, seconds: float, budget_s: float) -> None:
         if self.ladder is None:

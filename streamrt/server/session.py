@@ -13,9 +13,10 @@ latency window and the outbox. Does not know the socket (the server reads and wr
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,9 @@ from streamrt.server import protocol as P
 from streamrt.server.engine import InputFrame, OutputFrame, SessionEngine, StepResult, TextSegment
 from streamrt.server.media import decode_image, encode_image
 from streamrt.server.outbox import Outbox
-from streamrt.server.scheduler import EXPIRED, Scheduler
+from streamrt.server.scheduler import EXPIRED, Batch, Scheduler
+
+log = logging.getLogger(__name__)
 
 SESSION_PARAMS = ("budget_ms", "out_codec", "out_quality")
 
@@ -45,6 +48,76 @@ class _Work:
     degraded: bool
     first_out_seq: int
     error: P.ProtocolError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    frame: InputFrame | None
+    t0: float
+    """perf_counter when the job started (its run time counts from here)."""
+    wall_us: int
+    degraded: bool
+    first_out_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One job of a session: a callable for the scheduler (alone), or one member of `run_batch`."""
+
+    session: Session
+    item: _Pending | None
+    params: dict[str, P.ParamValue]
+    budget: float
+    codec: P.Codec
+    quality: int
+    finish: bool
+
+    def __call__(self, degrade: bool) -> _Work:
+        return self.session._work(self, degrade)
+
+
+def run_batch(calls: Sequence[_Call], degrades: Sequence[bool]) -> list[_Work | BaseException]:
+    """Several sessions' jobs in one worker run (the scheduler's `Batch.run`).
+
+    Each job is prepared alone (params, degrade, decode); the prepared ones are grouped by their
+    engine's batch key as it stands now (a degrade may have changed it) and each group of two or more
+    steps through the engine class's `step_batch`. When a group's fused step raises, its members step
+    alone, so only a failing engine's own session gets the exception.
+    """
+    out: list[_Work | BaseException | None] = [None] * len(calls)
+    groups: dict[Hashable, list[tuple[int, _Prepared]]] = {}
+    for i, (c, d) in enumerate(zip(calls, degrades, strict=True)):
+        try:
+            prep = c.session._prepare(c, d)
+        except Exception as e:
+            out[i] = e
+            continue
+        if isinstance(prep, _Work):
+            out[i] = prep
+            continue
+        key = c.session.engine.batch_key(prep.frame)
+        groups.setdefault((type(c.session.engine), key) if key is not None else ("solo", i), []).append(
+            (i, prep)
+        )
+    for members in groups.values():
+        engines = [calls[i].session.engine for i, _ in members]
+        results: list[StepResult] | None = None
+        if len(members) > 1:
+            try:
+                results = type(engines[0]).step_batch(engines, [p.frame for _, p in members])
+            except Exception as e:  # one member's engine is broken: find which, stepping alone
+                log.warning(
+                    "batched step of %d sessions failed (%r); stepping them one by one", len(members), e
+                )
+        for k, (i, prep) in enumerate(members):
+            c = calls[i]
+            try:
+                res = results[k] if results is not None else c.session.engine.step(prep.frame)
+                out[i] = c.session._complete(c, prep, res)
+            except Exception as e:
+                out[i] = e
+    assert all(o is not None for o in out)
+    return out  # type: ignore[return-value]
 
 
 def split_params(
@@ -225,12 +298,12 @@ class Session:
         """One job through the scheduler; `budget` is what the engine's ladder compares its run time to."""
         params, self._params = self._params, {}
         rev, self._unacked_rev = self._unacked_rev, None
-        codec, quality = self.out_codec, self.out_quality
-
-        def job(degrade: bool) -> _Work:
-            return self._work(item, params, degrade, budget, codec, quality, finish)
-
-        res = await self.scheduler.run(self.id, job, deadline=deadline, est_s=self.est_s, droppable=droppable)
+        call = _Call(self, item, params, budget, self.out_codec, self.out_quality, finish)
+        key = None if finish or params else self.engine.batch_key(None)
+        batch = Batch((type(self.engine), key), run_batch) if key is not None else None
+        res = await self.scheduler.run(
+            self.id, call, deadline=deadline, est_s=self.est_s, droppable=droppable, batch=batch
+        )
         now = time.monotonic()
         if res is EXPIRED:  # nothing ran: the parameters wait for the next job
             self.drops["expired"] += 1
@@ -274,39 +347,43 @@ class Session:
             if self.first_output_s is None:
                 self.first_output_s = now - self.started
 
-    def _work(
-        self,
-        item: _Pending | None,
-        params: dict[str, P.ParamValue],
-        degrade: bool,
-        budget: float,
-        codec: P.Codec,
-        quality: int,
-        finish: bool = False,
-    ) -> _Work:
-        """On the worker thread: params, degrade, decode, step, observe, encode."""
+    def _prepare(self, call: _Call, degrade: bool) -> _Prepared | _Work:
+        """On the worker thread, before the engine steps: params, degrade, decode (a bad image: its _Work)."""
         t0 = time.perf_counter()
         wall_us = time.time_ns() // 1000
         first = self.out_seq
         eng = self.engine
-        if params:
-            eng.apply(params)
+        if call.params:
+            eng.apply(call.params)
         degraded = degrade and eng.degrade()
         frame = None
-        if item is not None:
-            h = item.header
+        if call.item is not None:
+            h = call.item.header
             try:
-                px = decode_image(h.codec, item.payload, h.width, h.height)
+                px = decode_image(h.codec, call.item.payload, h.width, h.height)
             except P.ProtocolError as e:
                 return _Work(None, (), time.perf_counter() - t0, degraded, first, e)
-            frame = InputFrame(h.seq, h.capture_us, px, item.arrived, item.deadline)
-        result = eng.finish() if finish else eng.step(frame)
+            frame = InputFrame(h.seq, h.capture_us, px, call.item.arrived, call.item.deadline)
+        return _Prepared(frame, t0, wall_us, degraded, first)
+
+    def _complete(self, call: _Call, prep: _Prepared, result: StepResult) -> _Work:
+        """On the worker thread, after the engine stepped: encode, observe."""
         frames = tuple(
-            self._encode(o, codec, quality, wall_us) for o in result.outputs if isinstance(o, OutputFrame)
+            self._encode(o, call.codec, call.quality, prep.wall_us)
+            for o in result.outputs
+            if isinstance(o, OutputFrame)
         )
-        run_s = time.perf_counter() - t0
-        eng.observe(run_s, budget)
-        return _Work(result, frames, run_s, degraded, first)
+        run_s = time.perf_counter() - prep.t0
+        self.engine.observe(run_s, call.budget)
+        return _Work(result, frames, run_s, prep.degraded, prep.first_out_seq)
+
+    def _work(self, call: _Call, degrade: bool) -> _Work:
+        """One job alone: prepare, step (or finish), complete."""
+        prep = self._prepare(call, degrade)
+        if isinstance(prep, _Work):
+            return prep
+        eng = self.engine
+        return self._complete(call, prep, eng.finish() if call.finish else eng.step(prep.frame))
 
     def _encode(self, o: OutputFrame, codec: P.Codec, quality: int, wall_us: int) -> bytes:
         """Output frame -> binary message; capture_us: the input's, or the step's start (no input)."""
