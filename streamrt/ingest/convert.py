@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from streamrt.ingest.errors import (
     CorruptData,
@@ -100,21 +101,57 @@ def geometry(spec: PixelSpec, width: int, height: int, rotation_cw: int, native_
     return Geometry(disp_w, disp_h, sw, sh, rot, disp_w * disp_h * ch)
 
 
-def to_pixels(frame: av.VideoFrame, spec: PixelSpec, geo: Geometry) -> np.ndarray:
-    """Convert one decoded frame: native -> [N] packed planes; rgb/bgr -> [H, W, 3]; gray -> [H, W]."""
-    if spec.format == "native":
-        return packed_planes(frame)
+def _scaled(frame: av.VideoFrame, spec: PixelSpec, geo: Geometry, sws: VideoReformatter | None) -> np.ndarray:
+    """Crop + swscale to the output format and size, not yet rotated: [h, w, 3] or [h, w] uint8.
+
+    The result is a view of the scaled frame's plane (rows may be padded): nothing is copied here.
+    `sws` reused across frames keeps one swscale context (single-threaded: the caller's process
+    or thread is the unit of parallelism); None makes a fresh one, like `frame.reformat`.
+    """
     if spec.crop:
         x, y, w, h = spec.crop
         arr = frame.to_ndarray(format="rgb24")[y : y + h, x : x + w]
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
     fmt = "gray8" if spec.format == "gray" else spec.format
-    out = frame.reformat(
-        width=geo.scale_w, height=geo.scale_h, format=fmt, interpolation=_INTERP[spec.interpolation]
+    sws = sws or VideoReformatter()
+    return sws.reformat(
+        frame, geo.scale_w, geo.scale_h, fmt, interpolation=_INTERP[spec.interpolation], threads=1
     ).to_ndarray()
+
+
+def to_pixels(
+    frame: av.VideoFrame, spec: PixelSpec, geo: Geometry, sws: VideoReformatter | None = None
+) -> np.ndarray:
+    """Convert one decoded frame into a new array: native -> [N] packed planes; rgb/bgr -> [H, W, 3];
+    gray -> [H, W]."""
+    if spec.format == "native":
+        return packed_planes(frame)
+    out = _scaled(frame, spec, geo, sws)
     if geo.rotate:
-        out = np.ascontiguousarray(np.rot90(out, k=-geo.rotate // 90))
-    return out
+        out = np.rot90(out, k=-geo.rotate // 90)
+    return np.ascontiguousarray(out)  # allocation: the one copy out of the scaled frame
+
+
+def write_pixels(
+    frame: av.VideoFrame, spec: PixelSpec, geo: Geometry, out: np.ndarray, sws: VideoReformatter | None
+) -> int:
+    """Convert one decoded frame straight into `out` [>= N] uint8 (one copy: scaled plane -> out)."""
+    if spec.format == "native":
+        return write_native(frame, out)
+    if geo.nbytes > out.size:
+        raise ValueError(
+            f"frame needs {geo.nbytes} bytes, the slot holds {out.size} (size changed mid-stream?)"
+        )
+    src = _scaled(frame, spec, geo, sws)
+    if geo.rotate:
+        src = np.rot90(src, k=-geo.rotate // 90)
+    shape = (geo.height, geo.width) if spec.format == "gray" else (geo.height, geo.width, 3)
+    if src.shape != shape:
+        raise ValueError(
+            f"frame converts to {src.shape}, the stream's first frame to {shape} (size changed?)"
+        )
+    out[: geo.nbytes].reshape(shape)[...] = src  # strided copy: drops swscale's row padding on the way
+    return geo.nbytes
 
 
 def write_native(frame: av.VideoFrame, out: np.ndarray) -> int:

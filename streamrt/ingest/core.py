@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 from av.stream import Discard
+from av.video.reformatter import VideoReformatter
 
 from streamrt.ingest.convert import (
     Geometry,
@@ -24,7 +25,7 @@ from streamrt.ingest.convert import (
     open_file,
     rotation_degrees,
     to_pixels,
-    write_native,
+    write_pixels,
 )
 from streamrt.ingest.index import Interval
 from streamrt.ingest.types import PixelSpec
@@ -43,9 +44,18 @@ class Decoded:
 
 @dataclass(slots=True)
 class IntervalStatus:
-    ok: bool = True
-    problem: str = ""  # what went wrong (decoder error text), empty when ok
-    last_pts: int | None = None  # pts of the last frame delivered before the problem
+    ok: bool = True  # False: the interval stopped early (demux/flush failure; `problem` says why)
+    problem: str = ""  # what went wrong first (decoder error text), empty when clean
+    last_pts: int | None = None  # pts of the last frame delivered
+    corrupt: int = 0  # frames skipped: packets the decoder rejected + owned frames it flagged corrupt
+    fed: int = 0  # packets given to the decoder
+    decoded: int = 0  # frames it returned (fewer than `fed` when non-reference packets were skipped)
+
+
+# decoders whose skip_frame=NONREF is exact and may change packet by packet (H.264 ref_idc == 0 means
+# no other picture references it; HEVC "non-reference" NAL types may still be referenced by higher
+# temporal layers, and libdav1d reads the option only when it opens)
+_NONREF_SKIP_CODECS = frozenset({"h264"})
 
 
 class IntervalDecoder:
@@ -62,6 +72,7 @@ class IntervalDecoder:
         self.ctx = self.stream.codec_context
         self.ctx.thread_count = 1  # parallelism comes from intervals: total threads <= cores
         self.geo: Geometry | None = None
+        self.sws = VideoReformatter()  # one swscale context for the whole file, not one per frame
         self._current: av.VideoFrame | None = None
         self._materialize = True
         self.status = IntervalStatus()
@@ -109,22 +120,39 @@ class IntervalDecoder:
 
         materialize=False yields `pixels=None`; call `write_into(out)` before the next frame to
         convert straight into the caller's buffer (a worker's shared-memory slot: one copy less).
+        A packet the decoder rejects and an owned frame it flags corrupt are skipped and counted
+        (`status.corrupt`); decoding goes on with the next packet. For sampled intervals of codecs
+        where it is exact, non-reference packets that are not wanted are not decoded at all.
         """
         self.status = st = IntervalStatus()
         self._materialize = materialize
         wanted = set(iv.wanted) if iv.wanted is not None else None
-        fed = 0
+        skip_nonref = wanted is not None and self.ctx.name in _NONREF_SKIP_CODECS
+        mode = "DEFAULT"
         try:
             for pkt in self._packets_from(iv):
                 if pkt.size == 0:
                     continue
-                fed += 1
-                for fr in self.ctx.decode(pkt):
+                st.fed += 1
+                if skip_nonref:
+                    m = "DEFAULT" if pkt.pts in wanted else "NONREF"
+                    if m != mode:
+                        self.ctx.skip_frame = mode = m
+                try:
+                    frames = self.ctx.decode(pkt)
+                except av.error.FFmpegError as e:  # undecodable data: skip this packet, go on
+                    st.corrupt += 1
+                    st.problem = st.problem or f"{e.strerror or e} at pts {pkt.pts} (interval {iv.seq})"
+                    frames = []
+                for fr in frames:
                     yield from self._emit(fr, iv, wanted, st)
-                if fed >= iv.n_packets:
+                if st.fed >= iv.n_packets:
                     break
-        except av.error.FFmpegError as e:
-            st.ok, st.problem = False, f"{e.strerror or e} after {fed} packets of interval {iv.seq}"
+        except av.error.FFmpegError as e:  # the demuxer failed: the rest of the interval is unreadable
+            st.ok, st.problem = False, f"{e.strerror or e} after {st.fed} packets of interval {iv.seq}"
+        finally:
+            if mode != "DEFAULT":
+                self.ctx.skip_frame = "DEFAULT"
         try:
             for fr in self.ctx.decode(None):  # flush: the reorder buffer holds the last frames
                 yield from self._emit(fr, iv, wanted, st)
@@ -134,13 +162,18 @@ class IntervalDecoder:
         self.ctx.flush_buffers()
 
     def _emit(self, fr: av.VideoFrame, iv: Interval, wanted: set[int] | None, st: IntervalStatus):
+        st.decoded += 1
         pts = fr.pts if fr.pts is not None else fr.dts
         if pts is None or not (iv.lo <= pts < iv.hi) or (wanted is not None and pts not in wanted):
+            return
+        if fr.is_corrupt:  # the decoder concealed missing or damaged data in this picture
+            st.corrupt += 1
+            st.problem = st.problem or f"corrupt frame at pts {pts} (interval {iv.seq})"
             return
         if self.geo is None:
             self.geo = geometry(self.spec, fr.width, fr.height, rotation_degrees(fr), native_nbytes(fr))
         self._current = fr
-        px = to_pixels(fr, self.spec, self.geo) if self._materialize else None
+        px = to_pixels(fr, self.spec, self.geo, self.sws) if self._materialize else None
         st.last_pts = pts
         yield Decoded(
             px,
@@ -155,8 +188,4 @@ class IntervalDecoder:
     def write_into(self, out: np.ndarray) -> int:
         """Convert the frame last yielded by `run(..., materialize=False)` into `out` [>= N] uint8."""
         assert self.geo is not None
-        if self.spec.format == "native":
-            return write_native(self._current, out)
-        px = to_pixels(self._current, self.spec, self.geo)
-        out[: px.nbytes] = px.reshape(-1)
-        return px.nbytes
+        return write_pixels(self._current, self.spec, self.geo, out, self.sws)

@@ -12,7 +12,11 @@ in sampled decoding it is the frame's rank among the index's displayable packets
 
 Errors: bad files raise typed errors at the first `next()`. With `strict=True` corrupt data raises
 `CorruptData` and an early end raises `Truncated` once every valid frame before it was delivered;
-with `strict=False` both are recorded in `report` (problem, stopped_at_s) and decoding goes on.
+with `strict=False` both are recorded in `report` (problem, stopped_at_s) and decoding goes on:
+a packet the decoder rejects or a frame it flags corrupt is skipped and counted
+(`report.corrupt_frames`). A worker process that dies is replaced and the intervals it held are
+decoded again (frames already delivered are not repeated), at most `max_restarts` times per
+decode; after that `WorkerFailed` is raised. Nothing waits without a timeout.
 Cleanup (workers' tasks cancelled, shared memory unlinked, private pool stopped) runs on
 exhaustion, `close()`, exceptions, KeyboardInterrupt and garbage collection of the iterator.
 """
@@ -30,10 +34,19 @@ import av
 import numpy as np
 
 from streamrt.ingest.convert import geometry, native_nbytes, open_file, video_stream
-from streamrt.ingest.errors import CorruptData, SourceTimeout, Truncated, from_wire
+from streamrt.ingest.errors import CorruptData, SourceTimeout, Truncated, WorkerFailed, from_wire
 from streamrt.ingest.head import HeadThread
 from streamrt.ingest.index import NOPTS, Interval, PacketIndex, plan_full, plan_wanted, start_index
-from streamrt.ingest.pool import KIND_END, STATUS_ERROR, STATUS_OK, DecodePool, Record, RingLayout
+from streamrt.ingest.pool import (
+    KIND_END,
+    STATUS_CORRUPT,
+    STATUS_ERROR,
+    STATUS_OK,
+    DecodePool,
+    Record,
+    RingLayout,
+    Session,
+)
 from streamrt.ingest.probe import stream_info
 from streamrt.ingest.sampling import pick, request_times
 from streamrt.ingest.types import DecodeReport, Frame, Full, PixelSpec, Sampling, StreamInfo
@@ -52,7 +65,8 @@ class FileDecoder:
     workers: processes for a private pool (default: cores) unless `pool` is given (reused, not
     closed); buffer_bytes: bound on decoded frames held in the rings; timeout: longest wait for any
     progress before `SourceTimeout`; interval_frames: merge GOPs until an interval has this many
-    packets (default from the ring size); head_thread: decode the start in-process while workers start.
+    packets (default from the ring size); head_thread: decode the start in-process while workers start;
+    max_restarts: worker deaths survived per decode (the dead worker is replaced, its work redone).
     """
 
     def __init__(
@@ -68,6 +82,7 @@ class FileDecoder:
         timeout: float = 30.0,
         interval_frames: int | None = None,
         head_thread: bool = True,
+        max_restarts: int = 2,
         source_id: str | None = None,
     ) -> None:
         self.path = str(path)
@@ -91,6 +106,8 @@ class FileDecoder:
         self._buffer_bytes = buffer_bytes
         self._interval_frames = interval_frames
         self._head_thread = head_thread
+        self._max_restarts = max_restarts
+        self._pending_corrupt: tuple[str, int, float] | None = None
         self.report = DecodeReport()
         self._gen: Iterator[Frame] | None = None
         self._cleanup: list = []
@@ -171,6 +188,12 @@ class FileDecoder:
                 plan = iter(plan_wanted(index, wanted))
             yield from self._deliver(index, plan, pool, session, head, slots, frame_pts, t0)
             self._check_end(index)
+            if self._pending_corrupt is not None:
+                msg, skipped, where = self._pending_corrupt
+                if self.report.truncated:
+                    self.report.corrupt_frames += skipped
+                else:
+                    self._corrupt(msg, skipped, where)
         finally:
             self._release()
 
@@ -181,6 +204,8 @@ class FileDecoder:
         plan_done = False
         start_pts: int | None = int(frame_pts[0]) if frame_pts is not None else None
         n = 0
+        last_pts: int | None = None  # pts of the last frame delivered from inflight[0]
+        redo_after: int | None = None  # inflight[0] was redone: drop its frames up to this pts
         last_progress = time.monotonic()
         while True:
             # dispatch: keep up to `lookahead` intervals in flight
@@ -209,7 +234,8 @@ class FileDecoder:
                 if plan_done:
                     return
                 pool.poll(_POLL_S)
-                pool.check_alive()
+                if self._recover(pool, session, inflight):
+                    last_progress = time.monotonic()
                 if time.monotonic() - last_progress > self.timeout:
                     raise SourceTimeout(
                         f"{self.path}: no decode worker became ready in {self.timeout:.0f} s",
@@ -219,8 +245,10 @@ class FileDecoder:
             iv, target = inflight[0]
             rec: Record | None = head.get(_POLL_S) if target < 0 else session.get(target, _POLL_S)
             if rec is None:
-                if target >= 0:
-                    pool.check_alive()
+                if target >= 0 and self._recover(pool, session, inflight):
+                    last_progress = time.monotonic()
+                    if inflight[0][1] == target:  # the interval being delivered starts over
+                        redo_after = last_pts
                 if time.monotonic() - last_progress > self.timeout:
                     raise SourceTimeout(
                         f"{self.path}: no decoded frame for {self.timeout:.0f} s", source=self.path
@@ -229,12 +257,18 @@ class FileDecoder:
             last_progress = time.monotonic()
             if rec.kind == KIND_END:
                 inflight.popleft()
+                last_pts = redo_after = None
                 if target >= 0:
                     load[target] -= 1
                 if rec.status != STATUS_OK:
                     status, detail = head.problems.pop(rec.seq) if target < 0 else session.problem(rec.seq)
-                    self._interval_problem(iv, status, detail, is_last=plan_done and not inflight)
+                    self._interval_problem(
+                        iv, status, detail, rec.skipped, is_last=plan_done and not inflight
+                    )
                 continue
+            if redo_after is not None and rec.pts <= redo_after:
+                continue  # delivered before its worker died
+            last_pts = rec.pts
             if start_pts is None:
                 start_pts = rec.pts
             if self.report.first_frame_s is None:
@@ -245,6 +279,37 @@ class FileDecoder:
             frame = self._frame(rec, start_pts, idx)
             self._last_t = frame.t
             yield frame
+
+    def _recover(self, pool: DecodePool, session: Session, inflight: deque[tuple[Interval, int]]) -> bool:
+        """Replace dead workers and resubmit, in order, every interval they held; False if none died.
+
+        Raises WorkerFailed once more than `max_restarts` workers died during this decode.
+        """
+        dead = pool.dead()
+        if not dead:
+            return False
+        for w, how in dead.items():
+            held = [iv for iv, t in inflight if t == w]
+            where = f" while decoding from {float(held[0].key_pts * self._tb):.3f} s" if held else ""
+            if self.report.worker_restarts >= self._max_restarts:
+                raise WorkerFailed(
+                    f"{self.path}: {how}{where}; {self.report.worker_restarts} worker restarts already "
+                    f"(max_restarts={self._max_restarts}): giving up",
+                    source=self.path,
+                    detail={"worker": w, "restarts": self.report.worker_restarts},
+                )
+            log.warning(
+                "%s: %s%s: restarting it and decoding its %d intervals again",
+                self.path,
+                how,
+                where,
+                len(held),
+            )
+            self.report.worker_restarts += 1
+            pool.restart(w)
+            for iv in held:
+                session.submit(w, iv)
+        return True
 
     def _frame(self, rec: Record, start_pts: int, idx: int) -> Frame:
         fmt = self.spec.format
@@ -266,16 +331,27 @@ class FileDecoder:
             duration=float(rec.dur * self._tb) if rec.dur else None,
         )
 
-    def _interval_problem(self, iv: Interval, status: int, detail: object, is_last: bool) -> None:
+    def _interval_problem(
+        self, iv: Interval, status: int, detail: object, skipped: int, is_last: bool
+    ) -> None:
         if status == STATUS_ERROR:
             raise from_wire(detail)  # type: ignore[arg-type]
         where = float(iv.key_pts * self._tb) if iv.key_pts != NOPTS else 0.0
         msg = f"{self.path}: decoder error in the interval starting at {where:.3f} s: {detail}"
-        if is_last:
+        if status != STATUS_CORRUPT and is_last:
             self._stopped(f"{msg} (the file ends early: truncated)")
             return
+        self._corrupt(f"{msg} ({skipped} corrupt frames skipped)", skipped, where, defer=is_last)
+
+    def _corrupt(self, msg: str, skipped: int, where: float, defer: bool = False) -> None:
+        """Skipped corrupt frames: CorruptData when strict, else counted. In the last interval the
+        decision waits for the end-of-file checks (a cut-off last frame means truncated, not corrupt)."""
+        if defer:
+            self._pending_corrupt = (msg, skipped, where)
+            return
         if self.strict:
-            raise CorruptData(msg, source=self.path, detail={"pts_s": where})
+            raise CorruptData(msg, source=self.path, detail={"pts_s": where, "skipped": skipped})
+        self.report.corrupt_frames += skipped
         log.warning("%s (strict=False: skipped)", msg)
         self.report.problem = self.report.problem or msg
 

@@ -14,7 +14,15 @@ import threading
 from streamrt.ingest.core import IntervalDecoder
 from streamrt.ingest.errors import IngestError, WorkerFailed
 from streamrt.ingest.index import Interval
-from streamrt.ingest.pool import KIND_END, KIND_FRAME, STATUS_ERROR, STATUS_OK, STATUS_PROBLEM, Record
+from streamrt.ingest.pool import (
+    KIND_END,
+    KIND_FRAME,
+    STATUS_CORRUPT,
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_PROBLEM,
+    Record,
+)
 from streamrt.ingest.types import PixelSpec
 
 _POLL_S = 0.05
@@ -70,7 +78,7 @@ class HeadThread:
                         dec = IntervalDecoder(*self._args)
                     except IngestError as e:
                         dec = e
-                status = STATUS_OK
+                status, skipped = STATUS_OK, 0
                 if isinstance(dec, IngestError):
                     status, self.problems[iv.seq] = STATUS_ERROR, (STATUS_ERROR, dec.to_wire())
                 else:
@@ -90,14 +98,15 @@ class HeadThread:
                             )
                             if not self._put(rec):
                                 return
-                        if not dec.status.ok:
-                            status = STATUS_PROBLEM
-                            self.problems[iv.seq] = (STATUS_PROBLEM, dec.status.problem)
+                        skipped = dec.status.corrupt
+                        if not dec.status.ok or skipped:
+                            status = STATUS_PROBLEM if not dec.status.ok else STATUS_CORRUPT
+                            self.problems[iv.seq] = (status, dec.status.problem)
                     except Exception as e:  # noqa: BLE001 - reported in order, like a worker's failure
                         status = STATUS_ERROR
                         err = WorkerFailed(f"{self._args[0]}: head decoder: {type(e).__name__}: {e}")
                         self.problems[iv.seq] = (STATUS_ERROR, err.to_wire())
-                if not self._put(Record(iv.seq, KIND_END, status, 0, 0, False, 0, 0, "", None)):
+                if not self._put(Record(iv.seq, KIND_END, status, 0, 0, False, 0, 0, "", None, skipped)):
                     return
         finally:
             if isinstance(dec, IntervalDecoder):

@@ -4,8 +4,10 @@ A live source must never make the model wait and must never queue without bound:
 reads as fast as the source delivers and keeps only the newest frame (drop policy "keep-latest";
 every overwritten frame is counted in `stats.dropped`). The consumer's iterator blocks (with a
 timeout) for a frame newer than the one it had. Network streams reconnect with exponential
-backoff; webcams fail fast with `DeviceUnavailable`. What this module does not know: files
-(see `decoder`) and pushed images (see `pushed`).
+backoff; a webcam that cannot be opened fails fast with `DeviceUnavailable`, one that stops
+delivering (unplugged) is reported (log, `stats.disconnects`, `stats.last_problem`) and reopened
+with exponential backoff, and `DeviceUnavailable` is raised once every attempt failed. What this
+module does not know: files (see `decoder`) and pushed images (see `pushed`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ class LiveStats:
     grabbed: int = 0
     delivered: int = 0
     dropped: int = 0  # frames overwritten before the consumer took them (policy: keep-latest)
-    reconnects: int = 0
+    reconnects: int = 0  # reconnect attempts (network) / successful reopenings (webcam)
+    disconnects: int = 0  # times a webcam stopped delivering frames
+    last_problem: str = ""
 
 
 # a grabbed frame: (pixels, pts seconds or None, capture time.monotonic(), keyframe)
@@ -43,10 +47,12 @@ class LatestFrameGrabber:
     handed to the consumer. Owns the thread, the one-frame slot and the counters.
     """
 
-    def __init__(self, read: Callable[[], Grabbed | None], name: str, timeout: float) -> None:
+    def __init__(
+        self, read: Callable[[], Grabbed | None], name: str, timeout: float, stats: LiveStats | None = None
+    ) -> None:
         self._read = read
         self.timeout = timeout
-        self.stats = LiveStats()
+        self.stats = stats or LiveStats()
         self._cond = threading.Condition()
         self._latest: tuple[int, Grabbed] | None = None
         self._taken = -1
@@ -126,6 +132,7 @@ class _LiveBase:
     source_id: str
     spec: PixelSpec
     _grabber: LatestFrameGrabber
+    reconnecting: bool = False  # while True the consumer keeps waiting past the frame timeout
 
     @property
     def stats(self) -> LiveStats:
@@ -137,6 +144,8 @@ class _LiveBase:
             try:
                 got = self._grabber.next()
             except SourceTimeout:
+                if self.reconnecting:  # bounded: the reconnect loop ends with frames or an error
+                    continue
                 raise SourceTimeout(
                     f"{self.source_id}: no frame for {self._grabber.timeout:.1f} s", source=self.source_id
                 ) from None
@@ -168,11 +177,21 @@ class _LiveBase:
         self.close()
 
 
+def _is_regular_file(device: int | str) -> bool:
+    import os
+
+    return isinstance(device, str) and os.path.isfile(device)
+
+
 class WebcamSource(_LiveBase):
     """A V4L2/USB camera (index or /dev/videoN; anything cv2.VideoCapture opens) as live frames.
 
     Frame.index counts grabbed frames, so a gap means frames were dropped; pts is the grab time
     (time.monotonic()). `pixels.format` "native" is not available from OpenCV (bgr24 is used).
+    A camera that cannot be opened raises `DeviceUnavailable` at once. One that stops delivering
+    frames (unplugged, driver reset) is reopened with exponential backoff `backoff` (first, max)
+    seconds, at most `max_retries` times in a row, then `DeviceUnavailable` reaches the consumer.
+    reconnect: default True, except for a regular file opened as a camera (it simply ends).
     """
 
     def __init__(
@@ -184,39 +203,95 @@ class WebcamSource(_LiveBase):
         height: int | None = None,
         fps: float | None = None,
         timeout: float = 5.0,
+        reconnect: bool | None = None,
+        max_retries: int = 5,
+        backoff: tuple[float, float] = (0.5, 8.0),
         source_id: str | None = None,
     ) -> None:
-        import cv2
-
         self.source_id = source_id or (f"webcam:{device}" if isinstance(device, int) else str(device))
         self.spec = pixels if pixels.format != "native" else PixelSpec(format="bgr24", size=pixels.size)
-        cap = cv2.VideoCapture(device)
-        if not cap.isOpened():
-            cap.release()
+        self._device = device
+        self._props = (width, height, fps)
+        self._max_retries = max_retries
+        self._backoff = backoff
+        self._stop = threading.Event()
+        self._stats = LiveStats()
+        self._failures = 0  # reopen attempts since the last frame that was read
+        self._cap = self._open()
+        if self._cap is None:
             raise DeviceUnavailable(
                 f"{self.source_id}: cannot open the camera (device absent, busy or not permitted)",
                 source=self.source_id,
             )
-        for prop, v in (
-            (cv2.CAP_PROP_FRAME_WIDTH, width),
-            (cv2.CAP_PROP_FRAME_HEIGHT, height),
-            (cv2.CAP_PROP_FPS, fps),
+        reconnect = not _is_regular_file(device) if reconnect is None else reconnect
+
+        def read() -> Grabbed | None:
+            while True:
+                ok, img = self._cap.read() if self._cap is not None else (False, None)
+                if ok:
+                    self._failures = 0
+                    return (_convert_bgr(img, self.spec), None, time.monotonic(), True)
+                if not reconnect or not self._reopen():
+                    return None
+
+        self._grabber = LatestFrameGrabber(read, f"grab-{self.source_id}", timeout, self._stats)
+
+    def _open(self):
+        import cv2
+
+        cap = cv2.VideoCapture(self._device)
+        if not cap.isOpened():
+            cap.release()
+            return None
+        for prop, v in zip(
+            (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT, cv2.CAP_PROP_FPS), self._props, strict=True
         ):
             if v:
                 cap.set(prop, v)
-        self._cap = cap
+        return cap
 
-        def read() -> Grabbed | None:
-            ok, img = cap.read()
-            if not ok:
-                return None
-            return (_convert_bgr(img, self.spec), None, time.monotonic(), True)
-
-        self._grabber = LatestFrameGrabber(read, f"grab-{self.source_id}", timeout)
+    def _reopen(self) -> bool:
+        """The camera stopped delivering: reopen it with backoff. False when closing; raises
+        DeviceUnavailable after `max_retries` attempts without a frame read in between."""
+        self.reconnecting = True
+        try:
+            if self._cap is not None:
+                self._cap.release()
+                self._cap = None
+            st = self._stats
+            st.disconnects += 1
+            st.last_problem = f"{self.source_id}: the camera stopped delivering frames (unplugged?)"
+            t0 = time.monotonic()
+            while self._failures < self._max_retries:
+                self._failures += 1
+                delay = min(self._backoff[1], self._backoff[0] * 2 ** (self._failures - 1))
+                log.warning(
+                    "%s; reopening in %.2f s (%d/%d)",
+                    st.last_problem,
+                    delay,
+                    self._failures,
+                    self._max_retries,
+                )
+                if self._stop.wait(delay):
+                    return False
+                self._cap = self._open()
+                if self._cap is not None:
+                    st.reconnects += 1
+                    log.warning("%s: camera open again (attempt %d)", self.source_id, self._failures)
+                    return True
+            st.last_problem = (
+                f"{self.source_id}: the camera disappeared and {self._max_retries} reopen attempts "
+                f"(the last {time.monotonic() - t0:.1f} s) brought no frame back"
+            )
+            raise DeviceUnavailable(st.last_problem, source=self.source_id)
+        finally:
+            self.reconnecting = False
 
     def close(self) -> None:
+        self._stop.set()
         super().close()
-        self._cap.release()
+        if self._cap is not None:
+            self._cap.release()
 
 
 class NetworkSource(_LiveBase):

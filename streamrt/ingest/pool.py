@@ -14,6 +14,9 @@ ring, in order with the frames.
 Cancellation: the shared `active` value names the session workers may write for; setting it to -1
 makes every worker abandon its task at the next frame or slot wait. Every wait here has a timeout;
 workers exit when the parent process disappears; `close()` joins, then terminates, then kills.
+A worker that dies (killed, crashed) is found by `dead()` and replaced by `restart(w)`: a new
+process with a new task queue and semaphores (the dead one may have held their locks) joins the
+running session with an empty ring; re-sending the lost work is the caller's job.
 What this module does not know: which intervals to decode or how frames are delivered to users.
 """
 
@@ -39,7 +42,9 @@ from streamrt.ingest.types import PixelSpec
 log = logging.getLogger(__name__)
 
 KIND_FRAME, KIND_END = 0, 1
-STATUS_OK, STATUS_PROBLEM, STATUS_ERROR = 0, 1, 2
+# END statuses: clean; stopped early (`problem`); failed (an IngestError on the wire); decoded to the
+# end but skipped `skipped` corrupt frames
+STATUS_OK, STATUS_PROBLEM, STATUS_ERROR, STATUS_CORRUPT = 0, 1, 2, 3
 RECORD = np.dtype(
     [
         ("seq", "<i8"),
@@ -51,6 +56,7 @@ RECORD = np.dtype(
         ("width", "<i4"),
         ("height", "<i4"),
         ("nbytes", "<i8"),
+        ("skipped", "<i8"),  # END records: corrupt frames the interval skipped
         ("fmt", "S24"),
     ]
 )
@@ -146,7 +152,7 @@ def _acquire(sem, sid, active, parent_pid) -> bool:
 
 def _run_task(wid, session, iv, head, items, free, active, ctl, parent_pid) -> int:  # pragma: no cover
     sid, dec, layout, heads, data = session
-    status, problem = STATUS_OK, ""
+    status, problem, skipped = STATUS_OK, "", 0
     if isinstance(dec, IngestError):
         status, problem = STATUS_ERROR, dec.to_wire()
     else:
@@ -171,12 +177,16 @@ def _run_task(wid, session, iv, head, items, free, active, ctl, parent_pid) -> i
                     d.width,
                     d.height,
                     n,
+                    0,
                     d.pix_fmt.encode(),
                 )
                 head += 1
                 items.release()
             if status == STATUS_OK and not dec.status.ok:
                 status, problem = STATUS_PROBLEM, dec.status.problem
+            skipped = dec.status.corrupt
+            if status == STATUS_OK and skipped:
+                status, problem = STATUS_CORRUPT, dec.status.problem
         except Exception as e:  # noqa: BLE001 - a worker must report, never die silently
             status, problem = (
                 STATUS_ERROR,
@@ -187,7 +197,7 @@ def _run_task(wid, session, iv, head, items, free, active, ctl, parent_pid) -> i
     if not _acquire(free, sid, active, parent_pid):
         return head
     slot = head % layout.slots
-    heads[slot] = (iv.seq, KIND_END, status, 0, 0, 0, 0, 0, 0, b"")
+    heads[slot] = (iv.seq, KIND_END, status, 0, 0, 0, 0, 0, 0, skipped, b"")
     items.release()
     return head + 1
 
@@ -222,6 +232,7 @@ class Record:
     height: int
     fmt: str
     pixels: np.ndarray | None  # a copy, owned by the caller
+    skipped: int = 0  # END records: corrupt frames the interval skipped
 
 
 class DecodePool:
@@ -232,26 +243,35 @@ class DecodePool:
         self._ctx = mp.get_context(context)
         self._active = self._ctx.Value("q", -1, lock=False)
         self._ctl = self._ctx.Queue()
-        self._tasks = [self._ctx.Queue() for _ in range(self.workers)]
-        self._items = [self._ctx.Semaphore(0) for _ in range(self.workers)]
-        self._free = [self._ctx.Semaphore(0) for _ in range(self.workers)]
-        self._procs = []
-        for w in range(self.workers):
-            p = self._ctx.Process(
-                target=_worker_main,
-                args=(w, self._tasks[w], self._items[w], self._free[w], self._active, self._ctl, os.getpid()),
-                name=f"streamrt-decode-{w}",
-                daemon=True,
-            )
-            _start_without_main(p)
-            self._procs.append(p)
+        self._tasks: list = [None] * self.workers
+        self._items: list = [None] * self.workers
+        self._free: list = [None] * self.workers
+        self._procs: list = [None] * self.workers
         self.ready: set[int] = set()
+        self.restarts = 0  # workers replaced after they died
         self._idle: set[tuple[int, int]] = set()
         self._problems: dict[tuple[int, int], tuple[int, object]] = {}
         self._next_sid = 0
         self._shm: shared_memory.SharedMemory | None = None
         self.session: Session | None = None
         self.closed = False
+        for w in range(self.workers):
+            self._spawn(w)
+
+    def _spawn(self, w: int) -> None:
+        """Start worker `w` with a fresh task queue and ring semaphores (a killed process may have
+        died holding its queue's lock, so nothing of its predecessor is reused)."""
+        self._tasks[w] = self._ctx.Queue()
+        self._items[w] = self._ctx.Semaphore(0)
+        self._free[w] = self._ctx.Semaphore(0)
+        p = self._ctx.Process(
+            target=_worker_main,
+            args=(w, self._tasks[w], self._items[w], self._free[w], self._active, self._ctl, os.getpid()),
+            name=f"streamrt-decode-{w}",
+            daemon=True,
+        )
+        _start_without_main(p)
+        self._procs[w] = p
 
     def pids(self) -> list[int]:
         """Worker process ids (kept after close, for checks that they are gone)."""
@@ -281,16 +301,39 @@ class DecodePool:
                 self._problems[(msg[2], msg[3])] = (msg[4], msg[5])
             timeout = 0.0
 
-    def check_alive(self) -> None:
+    def dead(self) -> dict[int, str]:
+        """Workers whose process has ended: {worker: how it ended}."""
+        out = {}
         for w, p in enumerate(self._procs):
             if not p.is_alive():
-                raise WorkerFailed(f"decode worker {w} (pid {p.pid}) died with exit code {p.exitcode}")
+                code = p.exitcode
+                how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                out[w] = f"decode worker {w} (pid {p.pid}) died ({how})"
+        return out
+
+    def restart(self, w: int) -> None:
+        """Replace dead worker `w`. Its ring restarts empty; when a decode is running the new worker
+        joins it at once (the caller resubmits the intervals the dead one held)."""
+        old = self._procs[w]
+        if old.is_alive():
+            old.kill()
+        old.join(1.0)
+        self.ready.discard(w)
+        self._tasks[w].cancel_join_thread()
+        self._tasks[w].close()
+        self.restarts += 1
+        self._spawn(w)
+        if self.session is not None and not self.session.ended:
+            self.session.announce(w)
 
     def begin(self, path: str, stream_index: int, spec: PixelSpec, layout: RingLayout) -> Session:
         if self.closed:
             raise WorkerFailed("decode pool is closed")
         if self.session is not None:
             raise RuntimeError("a DecodePool runs one decode at a time; close the previous decoder first")
+        for w in self.dead():
+            log.warning("decode worker %d died between decodes: restarting it", w)
+            self.restart(w)
         sid = self._next_sid
         self._next_sid += 1
         if self._shm is None or self._shm.size < layout.total_bytes:
@@ -300,17 +343,10 @@ class DecodePool:
             name = f"streamrt_{os.getpid()}_{secrets.token_hex(4)}"
             self._shm = shared_memory.SharedMemory(name=name, create=True, size=layout.total_bytes)
         shm = self._shm
-        for w in range(self.workers):
-            while self._items[w].acquire(False):  # drop posts left by an aborted session
-                pass
-            while self._free[w].acquire(False):
-                pass
-            for _ in range(layout.slots):
-                self._free[w].release()
         self._active.value = sid
-        for q in self._tasks:
-            q.put(("begin", sid, path, stream_index, spec, shm.name, layout))
-        self.session = Session(self, sid, shm, layout)
+        self.session = Session(self, sid, shm, layout, (path, stream_index, spec))
+        for w in range(self.workers):
+            self.session.announce(w)
         return self.session
 
     def _release_shm(self) -> None:
@@ -366,13 +402,35 @@ class DecodePool:
 class Session:
     """One decode's use of the pool: its shared memory, ring positions and outstanding problems."""
 
-    def __init__(self, pool: DecodePool, sid: int, shm: shared_memory.SharedMemory, layout: RingLayout):
+    def __init__(
+        self,
+        pool: DecodePool,
+        sid: int,
+        shm: shared_memory.SharedMemory,
+        layout: RingLayout,
+        what: tuple[str, int, PixelSpec],
+    ):
         self.pool = pool
         self.sid = sid
         self.layout = layout
+        self._shm_name = shm.name
+        self._what = what  # (path, stream index, pixel spec)
         self._heads, self._data = layout.views(shm.buf)
         self._tail = [0] * pool.workers
         self.ended = False
+
+    def announce(self, w: int) -> None:
+        """Empty worker `w`'s ring (every slot free, nothing posted) and send it this session."""
+        pool = self.pool
+        while pool._items[w].acquire(False):  # drop posts left by an aborted session
+            pass
+        while pool._free[w].acquire(False):
+            pass
+        for _ in range(self.layout.slots):
+            pool._free[w].release()
+        self._tail[w] = 0
+        path, stream_index, spec = self._what
+        pool._tasks[w].put(("begin", self.sid, path, stream_index, spec, self._shm_name, self.layout))
 
     def submit(self, worker: int, iv: Interval) -> None:
         self.pool._tasks[worker].put(("task", self.sid, iv))
@@ -398,6 +456,7 @@ class Session:
             int(h["height"]),
             h["fmt"].decode(),
             px,
+            int(h["skipped"]),
         )
         self.pool._free[worker].release()
         return rec

@@ -115,3 +115,5 @@ class DecodeReport:
     workers: int = 0
     local_intervals: int = 0  # intervals decoded in this process while the workers started
     first_frame_s: float | None = None  # seconds from the first next() to the first delivered frame
+    corrupt_frames: int = 0  # frames skipped: packets the decoder rejected + frames it flagged corrupt
+    worker_restarts: int = 0  # decode workers that died and were replaced (their intervals redone)

@@ -12,12 +12,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
-from streamrt.ingest import DecodePool, FileDecoder, PixelSpec
+from streamrt.ingest import DecodePool, FileDecoder, PixelSpec, Uniform
 from streamrt.ingest.errors import WorkerFailed
 
 from .conftest import HAVE_FFMPEG, needs_ffmpeg  # noqa: TID252
@@ -141,8 +143,59 @@ def test_shared_pool_is_reusable_after_cancel(clips, pool):
     assert again == first and len(first) == 70
 
 
+def _sequential_md5(path) -> list[tuple[int, str]]:
+    """Oracle: (pts, md5 of the native planes packed) of every frame, plain sequential PyAV."""
+    import av
+    import numpy as np
+
+    out = []
+    with av.open(str(path)) as c:
+        for fr in c.decode(video=0):
+            planes = [
+                np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width].tobytes()
+                for p in fr.planes
+            ]
+            out.append((fr.pts, hashlib.md5(b"".join(planes)).hexdigest()))
+    return out
+
+
+def _kill_workers(pool, which: list[int]) -> list[int]:
+    pids = [pool._procs[w].pid for w in which]
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    return pids
+
+
 @needs_ffmpeg
-def test_killed_worker_raises_instead_of_hanging(long_clip):
+def test_killed_worker_is_replaced_and_its_intervals_redone(long_clip):
+    """SIGKILL both workers in the middle of a file: both are replaced, the frames they held are
+    decoded again, and the output still equals the sequential decode (nothing lost, nothing twice)."""
+    ref = _sequential_md5(long_clip)
+    with DecodePool(2) as p:
+        with FileDecoder(
+            str(long_clip),
+            pool=p,
+            pixels=NATIVE,
+            head_thread=False,
+            timeout=60,
+            interval_frames=30,
+            buffer_bytes=3 << 20,
+        ) as d:  # small rings: the workers are mid-interval when they are killed
+            tb = Fraction(d.info.time_base)
+            got, killed = [], []
+            for i, f in enumerate(d):
+                got.append((round(Fraction(f.pts) / tb), hashlib.md5(f.pixels).hexdigest()))
+                if i == 100:
+                    killed = _kill_workers(p, [0, 1])
+            assert d.report.worker_restarts == 2 and p.restarts == 2
+        assert _wait_dead(killed) and not set(killed) & set(p.pids())
+        assert got == ref
+        with FileDecoder(str(long_clip), pool=p, pixels=NATIVE, sampling=Uniform(5)) as d:
+            assert len(list(d)) == 5  # the pool goes on with its new workers
+
+
+@needs_ffmpeg
+def test_killed_worker_beyond_max_restarts_is_a_typed_error(long_clip):
     t = time.monotonic()
     with DecodePool(2) as p:
         owned = _owned(p)
@@ -152,18 +205,47 @@ def test_killed_worker_raises_instead_of_hanging(long_clip):
                 str(long_clip),
                 pool=p,
                 head_thread=False,
-                timeout=20,
+                timeout=60,
                 interval_frames=30,
                 buffer_bytes=3 << 20,
+                max_restarts=0,
             ) as d,
-        ):  # small rings: worker 1 cannot have finished its work when it is killed
+        ):
             for i, _ in enumerate(d):
                 if i == 5:
                     owned |= _owned(p)
-                    for pid in p.pids():
-                        os.kill(pid, signal.SIGKILL)
+                    _kill_workers(p, [0, 1])
         assert ei.value.code == "E_INGEST_WORKER"
-    assert time.monotonic() - t < 30 and not (owned & _shm())
+        assert "killed by signal 9" in str(ei.value) and str(long_clip) in str(ei.value)
+        owned |= _owned(p)
+    assert time.monotonic() - t < 60 and not (owned & _shm())
+
+
+@needs_ffmpeg
+def test_worker_killed_again_and_again_never_hangs(long_clip):
+    """A killer thread SIGKILLs every worker it sees: bounded restarts, then WorkerFailed."""
+    stop = threading.Event()
+    with DecodePool(2) as p:
+
+        def killer() -> None:
+            while not stop.wait(0.05):
+                for proc in list(p._procs):
+                    if proc is not None and proc.pid and proc.is_alive():
+                        try:
+                            os.kill(proc.pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+
+        t = time.monotonic()
+        d = FileDecoder(str(long_clip), pool=p, head_thread=False, timeout=60, max_restarts=3)
+        threading.Thread(target=killer, daemon=True).start()
+        try:
+            with pytest.raises(WorkerFailed, match="max_restarts=3"), d:
+                for _ in d:
+                    pass
+        finally:
+            stop.set()
+        assert d.report.worker_restarts == 3 and time.monotonic() - t < 60
 
 
 def _session_procs(sid: int) -> list[int]:
