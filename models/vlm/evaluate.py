@@ -166,13 +166,11 @@ def evaluate(
             rep.silent_both += silent and quiet
             if len(rep.examples) < 12 and (s.events or said):
                 rep.examples.append((t, said, s.commentary or ""))
-            if s.qa is not None:
-                logits = adapter.prefill_text(
-                    cache, adapter.user_ids(s.qa.question), kind="user", timestamp=t
-                )
+            for qa in s.qas:
+                logits = adapter.prefill_text(cache, adapter.user_ids(qa.question), kind="user", timestamp=t)
                 got = adapter.decode(greedy(adapter, cache, logits, t))
-                rep.qa_total[s.qa.qtype] += 1
-                rep.qa_right[s.qa.qtype] += answer_correct(got, s.qa.answer, s.qa.qtype)
+                rep.qa_total[qa.qtype] += 1
+                rep.qa_right[qa.qtype] += answer_correct(got, qa.answer, qa.qtype)
             bar.update(1)
     bar.close()
     return rep

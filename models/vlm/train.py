@@ -5,7 +5,15 @@ Each step takes B windows of `chunks_per_seq` consecutive chunks from B long-run
 exactly as the engine fills the StreamCache (system prompt; per chunk <vision_start> visual tokens
 <vision_end> then <silence> or the commentary and <eos>; sometimes a user question and its answer
 and <eos>), with the same position ids (`streamrt.models.vlm.layout`), and minimises cross-entropy on
-the model's own turns (silence/commentary and answers). Data is a pure function of (seed, step), so
+the model's own turns (silence/commentary and answers).
+
+Grounding: answers and commentary alone give a few labels per chunk, and a tiny model learns the
+language prior long before it learns to read the frames. So training adds dense per-patch targets
+(`shapes_data.patch_targets`): linear probes (`GroundingHeads`, training only, not saved in the model)
+predict each visual token's colour and shape from the vision tower's output, and its colour, shape,
+position word and "took part in an event" from the language model's hidden state after layer
+`aux_layer`. Their cross-entropy, weighted by `aux_weight`, makes the tower keep colour and shape per
+token and the language model carry them where its later layers can read them. Data is a pure function of (seed, step), so
 a resumed run sees exactly the batches an uninterrupted one would.
 
 The run directory is a loadable model directory from step 0 (config, tokenizer, streamrt.json;
@@ -22,6 +30,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from streamrt.models.vlm.builtin import (
@@ -37,10 +46,18 @@ from streamrt.models.vlm.builtin import (
 from streamrt.models.vlm.layout import chunk_positions, text_positions
 from streamrt.models.vlm.loader import SETTINGS_FILE, load_adapter
 from streamrt.models.vlm.qwen2_vl import Qwen2VLAdapter
-from streamrt.models.vlm.shapes_data import TRAIN_SEED_BASE, ChunkSample, stream_chunks, world_config
+from streamrt.models.vlm.shapes_data import (
+    IGNORE,
+    TRAIN_SEED_BASE,
+    ChunkSample,
+    patch_targets,
+    stream_chunks,
+    world_config,
+)
+
+from streamrt.synth import COLOURS, POSITIONS, SHAPES
 
 log = logging.getLogger(__name__)
-IGNORE = -100
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +74,22 @@ class TrainConfig:
     windows_per_world: int = 50
     """Consecutive windows taken from one world before the next seed (50 x 4 s = 200 s)."""
     question_rate: float = 0.5
-    """Probability of a question after a chunk."""
+    """Probability of questions after a chunk."""
+    questions_per_chunk: int = 1
+    """Questions (of distinct types) asked after a chunk that gets questions: each is one more
+    labelled example of reading the frame, at the cost of a few text tokens."""
     lr: float = 1.5e-3
-    vision_lr_scale: float = 0.0
-    """The vision tower learns at lr * this (0: frozen at its random initialisation). Trained at
-    the full rate, or at 0.2x, it collapsed towards a constant output (the language model learns
-    the text prior first and the tower follows its gradients); frozen random features keep every
-    pixel difference."""
+    vision_lr_scale: float = 1.0
+    """The vision tower learns at lr * this (0: frozen at its random initialisation). Without the
+    grounding targets, a trainable tower collapsed towards a constant output; with them it learns
+    colour and shape per token."""
+    answer_weight: float = 1.0
+    """Weight of the answers' loss (mean over answer tokens) next to the commentary's (mean over
+    commentary and silence tokens)."""
+    aux_weight: float = 0.5
+    """Weight of the per-patch grounding losses (0: off)."""
+    aux_layer: int = 1
+    """Language-model layer whose output the hidden-state probes read (1 = after the first layer)."""
     warmup: int = 50
     weight_decay: float = 0.01
     seed: int = 0
@@ -77,9 +103,29 @@ class Sequence:
 
     ids: torch.Tensor  # [L] int64 (VIDEO_PAD where visual tokens go)
     labels: torch.Tensor  # [L] int64, IGNORE except where the next token is the model's own
+    answer: torch.Tensor  # [L] bool: the label is a token of an answer to a question
     positions: torch.Tensor  # [3, L]
     patches: torch.Tensor  # [chunks * gh * gw, 3 * tp * p * p] float32
     grids: list[tuple[int, int, int]]  # per chunk, patch units
+    targets: torch.Tensor  # [visual tokens, 4] int64: colour, shape, position, event per token
+
+
+class GroundingHeads(torch.nn.Module):
+    """Linear probes for the per-patch targets (training only)."""
+
+    def __init__(self, vision_dim: int, text_dim: int) -> None:
+        super().__init__()
+        sizes = (len(COLOURS) + 1, len(SHAPES) + 1, len(POSITIONS), 2)  # colour, shape, position, event
+        self.vision = torch.nn.ModuleList(torch.nn.Linear(vision_dim, n) for n in sizes[:2])
+        self.text = torch.nn.ModuleList(torch.nn.Linear(text_dim, n) for n in sizes)
+
+    def losses(self, vis: torch.Tensor, hid: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """vis: [N, Dv] tower output, hid: [N, Dt] LM hidden state, targets: [N, 4] -> named losses."""
+        out = {}
+        for name, heads, x in (("v", self.vision, vis), ("h", self.text, hid)):
+            for i, head in enumerate(heads):
+                out[f"{name}{'cspe'[i]}"] = F.cross_entropy(head(x), targets[:, i], ignore_index=IGNORE)
+        return out
 
 
 def init_run(out: Path, seed: int) -> None:
@@ -99,10 +145,11 @@ def init_run(out: Path, seed: int) -> None:
 def lay_out(adapter: Qwen2VLAdapter, samples: list[ChunkSample]) -> Sequence:
     """The window's tokens, targets and positions, as the engine's prefills would produce them."""
     ids: list[int] = []
-    target: list[bool] = []
+    target: list[int] = []  # 0 not the model's, 1 commentary or silence, 2 answer
     pos: list[torch.Tensor] = []
     patches = []
     grids = []
+    targets = []
     start = 0
     pad, eos, silence = (adapter.token_id(t) for t in (VIDEO_PAD, EOS, SILENCE))
     prefix, suffix = (
@@ -110,57 +157,80 @@ def lay_out(adapter: Qwen2VLAdapter, samples: list[ChunkSample]) -> Sequence:
         adapter.encode(adapter.template.vision_suffix),
     )
 
-    def text(t: list[int], is_target: bool) -> None:
+    def text(t: list[int], kind: int) -> None:
         nonlocal start
         ids.extend(t)
-        target.extend([is_target] * len(t))
+        target.extend([kind] * len(t))
         pos.append(text_positions(start, len(t), 3))
         start += len(t)
 
-    text(adapter.system_ids(), False)
+    text(adapter.system_ids(), 0)
     for s in samples:
         p, (gt, gh, gw) = adapter.pixel_patches(s.frames)
         grid = (gt, gh // adapter.merge, gw // adapter.merge)
         n = grid[0] * grid[1] * grid[2]
         ids.extend(prefix + [pad] * n + suffix)
-        target.extend([False] * (len(prefix) + n + len(suffix)))
+        target.extend([0] * (len(prefix) + n + len(suffix)))
         chunk_pos, span = chunk_positions(start, len(prefix), grid, len(suffix), interval=1.0, axes=3)
         pos.append(chunk_pos)
         start += span
         patches.append(torch.from_numpy(p))
         grids.append((gt, gh, gw))
+        t = patch_targets(s, SETTINGS.frame_size, SETTINGS.frame_size[0] // grid[1])
+        targets.append(torch.from_numpy(np.stack([t.colour, t.shape, t.position, t.event], -1).reshape(n, 4)))
         said = s.commentary
-        text([silence] if said is None else adapter.encode(said) + [eos], True)
-        if s.qa is not None:
-            text(adapter.user_ids(s.qa.question), False)
-            text(adapter.encode(s.qa.answer) + [eos], True)
+        text([silence] if said is None else adapter.encode(said) + [eos], 1)
+        for qa in s.qas:
+            text(adapter.user_ids(qa.question), 0)
+            text(adapter.encode(qa.answer) + [eos], 2)
     ids_t = torch.tensor(ids)
     tgt = torch.tensor(target)
     labels = torch.full_like(ids_t, IGNORE)
-    labels[:-1] = torch.where(tgt[1:], ids_t[1:], IGNORE)  # logits at i predict token i+1
-    return Sequence(ids_t, labels, torch.cat(pos, 1), torch.cat(patches), grids)
+    labels[:-1] = torch.where(tgt[1:] > 0, ids_t[1:], IGNORE)  # logits at i predict token i+1
+    answer = torch.zeros_like(tgt, dtype=torch.bool)
+    answer[:-1] = tgt[1:] == 2
+    return Sequence(ids_t, labels, answer, torch.cat(pos, 1), torch.cat(patches), grids, torch.cat(targets))
 
 
-def sequence_logits(adapter: Qwen2VLAdapter, seqs: list[Sequence]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One batched forward of padded sequences -> (logits [B, L, V] fp32, labels [B, L])."""
+@dataclass(slots=True)
+class Forward:
+    """One batched forward of padded windows."""
+
+    logits: torch.Tensor  # [B, L, V] fp32
+    labels: torch.Tensor  # [B, L]
+    answer: torch.Tensor  # [B, L] bool
+    vis: torch.Tensor  # [N, Dv] vision tower output of every visual token, batch order
+    hid: torch.Tensor  # [N, Dt] LM hidden state after layer `aux_layer` at the same tokens
+    targets: torch.Tensor  # [N, 4] per-token grounding targets
+
+
+def forward(adapter: Qwen2VLAdapter, seqs: list[Sequence], aux_layer: int = 1) -> Forward:
+    """Pad `seqs` into one batch and run the model once (see `Forward`)."""
     model = adapter.model
     pad_id = adapter.special.pad_id
     video_id = adapter.token_id(VIDEO_PAD)
     L = max(len(s.ids) for s in seqs)
     ids = torch.full((len(seqs), L), pad_id)
     labels = torch.full((len(seqs), L), IGNORE)
+    answer = torch.zeros((len(seqs), L), dtype=torch.bool)
     pos = torch.zeros(3, len(seqs), L, dtype=torch.long)
     for b, s in enumerate(seqs):
         n = len(s.ids)
-        ids[b, :n], labels[b, :n], pos[:, b, :n] = s.ids, s.labels, s.positions
+        ids[b, :n], labels[b, :n], answer[b, :n], pos[:, b, :n] = s.ids, s.labels, s.answer, s.positions
         pos[:, b, n:] = s.positions[:, -1:] + torch.arange(1, L - n + 1)  # padding after the end (masked)
     dev = adapter.device
     grid = torch.tensor([g for s in seqs for g in s.grids], device=dev)
     vis = model.model.visual(torch.cat([s.patches for s in seqs]).to(dev), grid_thw=grid).pooler_output
     x = model.model.language_model.embed_tokens(ids.to(dev))  # [B, L, D]
-    x = x.masked_scatter((ids == video_id).to(dev)[..., None], vis.to(x.dtype))
-    h = model.model.language_model(inputs_embeds=x, position_ids=pos.to(dev)).last_hidden_state
-    return model.lm_head(h).float(), labels.to(dev)
+    is_vis = (ids == video_id).to(dev)
+    x = x.masked_scatter(is_vis[..., None], vis.to(x.dtype))
+    out = model.model.language_model(
+        inputs_embeds=x, position_ids=pos.to(dev), output_hidden_states=aux_layer > 0
+    )
+    hid = out.hidden_states[aux_layer][is_vis] if aux_layer > 0 else out.last_hidden_state[is_vis]
+    targets = torch.cat([s.targets for s in seqs]).to(dev)
+    logits = model.lm_head(out.last_hidden_state).float()
+    return Forward(logits, labels.to(dev), answer.to(dev), vis, hid, targets)
 
 
 class Batches:
@@ -185,6 +255,7 @@ class Batches:
                     question_rate=cfg.question_rate,
                     qa_seed=cfg.seed * 7919 + block * cfg.batch + b,
                     start=window * cfg.chunks_per_seq * chunk_s,
+                    questions_per_chunk=cfg.questions_per_chunk,
                 )
                 for b in range(cfg.batch)
             ]
@@ -213,11 +284,15 @@ def train(out: Path, cfg: TrainConfig, resume: bool = True) -> dict[str, float]:
     model = adapter.model.train()
     if cfg.vision_lr_scale == 0:
         model.model.visual.requires_grad_(False)  # frozen: no backward through the tower
+    text_cfg = model.config.text_config
+    heads = GroundingHeads(model.config.vision_config.hidden_size, text_cfg.hidden_size).to(adapter.device)
     groups = []
     for vision in (False, True):
         params = [
             (n, p) for n, p in model.named_parameters() if ("visual" in n) == vision and p.requires_grad
         ]
+        if not vision:
+            params += list(heads.named_parameters())
         scale = cfg.vision_lr_scale if vision else 1.0
         groups.append(
             {
@@ -234,38 +309,50 @@ def train(out: Path, cfg: TrainConfig, resume: bool = True) -> dict[str, float]:
         if state["config"] != asdict(cfg):
             log.warning("resuming with a different config than the checkpoint's: %s", state["config"])
         model.load_state_dict(state["model"])
+        heads.load_state_dict(state["heads"])
         opt.load_state_dict(state["optim"])
         step, elapsed = state["step"], state["elapsed"]
         log.info("resumed %s at step %d", out, step)
     torch.manual_seed(cfg.seed + step)
     batches = Batches(adapter, cfg)
-    ema = None
+    ema: dict[str, float] = {}
     t0 = time.perf_counter() - elapsed
     bar = tqdm(total=cfg.steps, initial=step, desc="train vlm", unit="step")
     while step < cfg.steps:
         seqs = batches(step)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg) * g["scale"]
-        logits, labels = sequence_logits(adapter, seqs)
-        loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+        fw = forward(adapter, seqs, cfg.aux_layer)
+        said, answered = fw.labels.masked_fill(fw.answer, IGNORE), fw.labels.masked_fill(~fw.answer, IGNORE)
+        losses = {
+            k: F.cross_entropy(fw.logits.flatten(0, 1), lab.flatten(), ignore_index=IGNORE)
+            for k, lab in (("lm", said), ("qa", answered))
+        }
+        if cfg.aux_weight > 0:
+            losses |= heads.losses(fw.vis, fw.hid, fw.targets)
+        loss = losses["lm"] + cfg.answer_weight * losses["qa"]
+        loss = loss + cfg.aux_weight * sum(v for k, v in losses.items() if k not in ("lm", "qa"))
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
         opt.step()
         step += 1
-        value = float(loss.detach())  # host sync: once per step, for the progress bar
-        ema = value if ema is None else 0.95 * ema + 0.05 * value
+        for k, v in losses.items():  # one host sync per loss and step, for the progress bar
+            ema[k] = float(v.detach()) if k not in ema else 0.95 * ema[k] + 0.05 * float(v.detach())
         bar.update(1)
-        bar.set_postfix(loss=f"{ema:.3f}", lr=f"{lr_at(step - 1, cfg):.1e}")
+        bar.set_postfix({k: f"{v:.3f}" for k, v in ema.items()} | {"lr": f"{lr_at(step - 1, cfg):.1e}"})
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save(out, adapter, opt, cfg, step, time.perf_counter() - t0)
+            save(out, adapter, heads, opt, cfg, step, time.perf_counter() - t0)
     bar.close()
-    return {"loss_ema": float(ema or 0.0), "steps": step, "seconds": time.perf_counter() - t0}
+    return {"loss_ema": ema.get("lm", 0.0), "steps": step, "seconds": time.perf_counter() - t0} | {
+        f"aux_{k}": v for k, v in ema.items() if k != "lm"
+    }
 
 
 def save(
     out: Path,
     adapter: Qwen2VLAdapter,
+    heads: GroundingHeads,
     opt: torch.optim.Optimizer,
     cfg: TrainConfig,
     step: int,
@@ -276,6 +363,7 @@ def save(
     tmp = out / "checkpoint.pt.tmp"
     state = {
         "model": adapter.model.state_dict(),
+        "heads": heads.state_dict(),
         "optim": opt.state_dict(),
         "step": step,
         "elapsed": elapsed,

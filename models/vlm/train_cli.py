@@ -37,6 +37,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--chunks", type=int, default=d.chunks_per_seq, help=f"chunks per window (default {d.chunks_per_seq})"
     )
+    parser.add_argument(
+        "--question-rate",
+        type=float,
+        default=d.question_rate,
+        help=f"chance of questions after a chunk (default {d.question_rate})",
+    )
+    parser.add_argument(
+        "--questions",
+        type=int,
+        default=d.questions_per_chunk,
+        help=f"questions per questioned chunk (default {d.questions_per_chunk})",
+    )
+    parser.add_argument(
+        "--answer-weight",
+        type=float,
+        default=d.answer_weight,
+        help=f"weight of the answers' loss (default {d.answer_weight})",
+    )
+    parser.add_argument(
+        "--aux-weight",
+        type=float,
+        default=d.aux_weight,
+        help=f"weight of the per-patch grounding losses (default {d.aux_weight})",
+    )
     parser.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
     parser.add_argument(
         "--vision-lr-scale",
@@ -62,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         batch=args.batch,
         chunks_per_seq=args.chunks,
+        question_rate=args.question_rate,
+        questions_per_chunk=args.questions,
+        aux_weight=args.aux_weight,
+        answer_weight=args.answer_weight,
         lr=args.lr,
         vision_lr_scale=args.vision_lr_scale,
         seed=args.seed,

@@ -18,7 +18,7 @@ JSONL timeline). PyAV is imported only when a video is written.
 from streamrt.synth.config import BACKGROUNDS, COLOURS, PRESETS, SHAPES, SynthError, WorldConfig
 from streamrt.synth.language import Mention, caption, describe, mention, mention_f1, parse
 from streamrt.synth.questions import QA, QTYPES, answer, position_of, questions
-from streamrt.synth.render import render
+from streamrt.synth.render import object_map, render
 from streamrt.synth.types import (
     DIRECTIONS,
     EVENT_KINDS,
@@ -60,6 +60,7 @@ __all__ = [
     "direction_of",
     "mention",
     "mention_f1",
+    "object_map",
     "parse",
     "position_of",
     "questions",

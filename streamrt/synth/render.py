@@ -14,6 +14,7 @@ exactly like resizing the 640x360 frame would).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from functools import lru_cache
 
 import numpy as np
@@ -68,17 +69,12 @@ def _background(width: int, height: int, rgb: tuple[int, int, int]) -> np.ndarra
     return bg
 
 
-def render(scene: Scene, width: int | None = None, height: int | None = None) -> np.ndarray:
-    """Draw `scene` at `width` x `height` (default: the world's own size).
-
-    Returns a new array [H, W, 3] uint8 RGB.
-    """
-    w = scene.width if width is None else int(width)
-    h = scene.height if height is None else int(height)
-    out = _background(w, h, scene.bg_rgb).copy()  # one allocation per frame: the caller owns it
+def _object_masks(scene: Scene, w: int, h: int) -> Iterator[tuple[int, slice, slice, np.ndarray]]:
+    """Per drawn object, in painter's order (ascending z): (index in `scene.objects`, row slice,
+    column slice, mask [h', w'] of its pixels within that crop) at `w` x `h`."""
     xs, ys = _grid(w, h)
     short = min(scene.width, scene.height)
-    for o in scene.objects:  # ascending z: later objects occlude earlier ones
+    for i, o in enumerate(scene.objects):  # ascending z: later objects occlude earlier ones
         rx = o.size * short / scene.width * w
         ry = o.size * short / scene.height * h
         cx, cy = o.nx * w, o.ny * h
@@ -88,6 +84,26 @@ def render(scene: Scene, width: int | None = None, height: int | None = None) ->
             continue
         u = (xs[c0:c1] - cx)[None, :] / rx  # [1, w']
         v = (ys[r0:r1] - cy)[:, None] / ry  # [h', 1]
-        mask = inside(o.shape, u, v)  # [h', w']
-        out[r0:r1, c0:c1][mask] = o.rgb
+        yield i, slice(r0, r1), slice(c0, c1), inside(o.shape, u, v)  # mask: [h', w']
+
+
+def render(scene: Scene, width: int | None = None, height: int | None = None) -> np.ndarray:
+    """Draw `scene` at `width` x `height` (default: the world's own size).
+
+    Returns a new array [H, W, 3] uint8 RGB.
+    """
+    w = scene.width if width is None else int(width)
+    h = scene.height if height is None else int(height)
+    out = _background(w, h, scene.bg_rgb).copy()  # one allocation per frame: the caller owns it
+    for i, rows, cols, mask in _object_masks(scene, w, h):
+        out[rows, cols][mask] = scene.objects[i].rgb
+    return out
+
+
+def object_map(scene: Scene, width: int, height: int) -> np.ndarray:
+    """Which object is visible at each pixel of `scene` drawn at `width` x `height`: [H, W] int16,
+    the index into `scene.objects`, or -1 for background (same geometry and occlusion as `render`)."""
+    out = np.full((height, width), -1, dtype=np.int16)
+    for i, rows, cols, mask in _object_masks(scene, width, height):
+        out[rows, cols][mask] = i
     return out

@@ -7,7 +7,7 @@ import random
 
 import numpy as np
 
-from streamrt.synth import World, WorldConfig, render
+from streamrt.synth import World, WorldConfig, object_map, render
 from streamrt.synth.render import inside
 
 
@@ -66,3 +66,23 @@ def test_shape_areas_are_distinct_and_centres_inside():
     assert 0.5 < areas["star"] < 1.6
     for s in areas:
         assert inside(s, np.zeros((1, 1)), np.zeros((1, 1))).all()
+
+
+def test_object_map_agrees_with_the_rendered_pixels():
+    """Where the map names an object the frame shows that object's colour; where it says background,
+    the background colour; and every object the map names is one whose centre test covers it."""
+    w = World(WorldConfig.preset("busy", seed=3))
+    seen = 0
+    for step in range(600):
+        w.step()
+        if step % 20:
+            continue
+        scene = w.state()
+        for size in ((scene.width, scene.height), (128, 80)):
+            px, ids = render(scene, *size), object_map(scene, *size)
+            assert ids.shape == px.shape[:2]
+            assert (px[ids < 0] == scene.bg_rgb).all()
+            for i, o in enumerate(scene.objects):
+                assert (px[ids == i] == o.rgb).all()
+                seen += int((ids == i).any())
+    assert seen > 50

@@ -12,7 +12,7 @@ import torch
 from streamrt.models.vlm import load_adapter
 from streamrt.models.vlm.builtin import EOS, SILENCE, build_tokenizer, corpus
 from streamrt.models.vlm.shapes_data import stream_chunks, world_config
-from streamrt.models.vlm.train import init_run, lay_out, sequence_logits
+from streamrt.models.vlm.train import forward, init_run, lay_out
 
 from streamrt.synth import World, WorldConfig, describe, mention, parse, questions
 
@@ -54,11 +54,10 @@ def test_training_layout_equals_streaming_path(random_builtin):
             4,
         )
     )
-    assert any(s.qa for s in samples) and any(s.events for s in samples)
+    assert any(s.qas for s in samples) and any(s.events for s in samples)
     seq = lay_out(a, samples)
     with torch.no_grad():
-        logits, _ = sequence_logits(a, [seq])
-    logits = logits[0]
+        logits = forward(a, [seq]).logits[0]
     skip = {a.token_id("<vision_start>"), a.token_id("<video_pad>")}
     want = torch.stack([logits[i] for i, t in enumerate(seq.ids.tolist()) if t not in skip])
 
@@ -69,9 +68,9 @@ def test_training_layout_equals_streaming_path(random_builtin):
         got.append(a.prefill_vision(cache, a.encode_chunk(s.frames, s.times))[None])
         said = [silence] if s.commentary is None else a.encode(s.commentary) + [eos]
         got.append(a.forward_text(cache, said, kind="assistant"))
-        if s.qa:
-            got.append(a.forward_text(cache, a.user_ids(s.qa.question), kind="user"))
-            got.append(a.forward_text(cache, a.encode(s.qa.answer) + [eos], kind="assistant"))
+        for qa in s.qas:
+            got.append(a.forward_text(cache, a.user_ids(qa.question), kind="user"))
+            got.append(a.forward_text(cache, a.encode(qa.answer) + [eos], kind="assistant"))
     torch.testing.assert_close(torch.cat(got), want, atol=3e-5, rtol=1e-4)
 
 
@@ -86,6 +85,7 @@ def test_labels_cover_only_model_turns(random_builtin):
                 render_size=(90, 160),
                 question_rate=1.0,
                 qa_seed=2,
+                questions_per_chunk=3,
             ),
             2,
         )
@@ -97,5 +97,7 @@ def test_labels_cover_only_model_turns(random_builtin):
         expected += (
             [a.token_id(SILENCE)] if s.commentary is None else a.encode(s.commentary) + [a.token_id(EOS)]
         )
-        expected += a.encode(s.qa.answer) + [a.token_id(EOS)]
+        assert len(s.qas) == 3
+        for qa in s.qas:
+            expected += a.encode(qa.answer) + [a.token_id(EOS)]
     assert targets == expected
