@@ -1,4 +1,5 @@
-"""`EngineConfig`: everything that shapes one understanding session, one frozen dataclass with presets.
+"""`EngineConfig`: everything that shapes one understanding session, one frozen dataclass with presets,
+and `Speculation`, how responses are decoded speculatively.
 
 Owns no state. The model's own stream settings (frames per chunk, frame size; fps unless overridden
 here) come from the adapter; cache sizes and retention come from `streamrt.cache`.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Literal
 
 from streamrt.cache import RetentionPolicy, StreamCacheConfig
 from streamrt.engine.errors import EngineError
@@ -18,8 +20,26 @@ from streamrt.engine.policy import (
     ResponsePolicy,
     SilenceThreshold,
 )
+from streamrt.spec.types import SpecConfig
 
 PRESETS = ("default", "exact")
+
+DrafterName = Literal["ngram", "draft"]
+
+
+@dataclass(frozen=True, slots=True)
+class Speculation:
+    """Speculative decoding of commentary and answers (`streamrt.spec`). Lossless: the text is plain
+    greedy decoding's, only faster; rounds never span a cache eviction and stop at the chunk deadline."""
+
+    drafters: tuple[DrafterName, ...] = ("ngram", "draft")
+    """Drafters combined per round by expected gain: "ngram" (lookup in the session's own text:
+    commentary repeats itself) and "draft" (a small draft model; skipped when there is none)."""
+    draft_model: str | None = None
+    """Directory of a draft model with the target's vocabulary; None: the one shipped for the built-in
+    model (`assets/draft/builtin`) when the model is the built-in one, else no draft model."""
+    decoder: SpecConfig = field(default_factory=SpecConfig)
+    """Draft lengths and their adaptation (measured acceptance and verify-cost curve)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +78,8 @@ class EngineConfig:
     """Bound of the queue of encoded chunks waiting for the language model."""
     max_pending_questions: int = 256
     """Questions waiting for a chunk boundary (more are refused with E_ENGINE_ASK_FULL)."""
+    spec: Speculation | None = field(default_factory=Speculation)
+    """Speculative decoding of responses (same text, faster); None: plain greedy, one token per forward."""
 
     def __post_init__(self) -> None:
         bad = []

@@ -8,8 +8,15 @@ response counter, the stream time of the last commentary and a suspended respons
 with its time and kept mask) -> read P(silence) from the logits the prefill produced -> the response
 policy decides -> either the silence token enters the history, or a commentary is decoded token by
 token as `TextDelta`s and closed with the stop token (so it stays in the cache as text memory) ->
-questions due by the chunk's end are answered as user turns. Decoding checks the chunk's deadline
-between tokens and applies the deadline policy. Greedy decoding throughout.
+questions due by the chunk's end are answered as user turns. Greedy decoding throughout.
+
+Decoding is speculative when `EngineConfig.spec` is set (the default): a `SpeculativeDecoder` over
+the session's cache drafts with n-gram lookup in the session's own text and a small draft model,
+and the target verifies each round in one forward. The text and the cache (rows, positions,
+segment table) are those of plain greedy decoding, which runs when `spec` is None. The session
+keeps the decoder's history equal to the text the model has seen (system prompt, vision markers,
+silence, responses and their stop tokens, questions). Deadlines are checked between tokens (plain)
+or rounds (speculative) and the deadline policy applied.
 
 It does not know threads, queues, sources or clocks: callers pass the capture time and deadline.
 """
@@ -17,14 +24,18 @@ It does not know threads, queues, sources or clocks: callers pass the capture ti
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
 
 import torch
 
-from streamrt.cache import StreamCache
-from streamrt.engine.config import EngineConfig
-from streamrt.engine.policy import CutResponse, ResumeResponse, Signal
+from streamrt.cache import CacheError, StreamCache
+from streamrt.engine.config import EngineConfig, Speculation
+from streamrt.engine.errors import EngineError
+from streamrt.engine.policy import CutResponse, DeadlinePolicy, FinishResponse, ResumeResponse, Signal
 from streamrt.engine.types import (
     ChunkDone,
     EncodedChunk,
@@ -36,6 +47,10 @@ from streamrt.engine.types import (
     TextDelta,
 )
 from streamrt.models.vlm import VLMAdapter
+from streamrt.spec import Drafter, ModelDrafter, NGramDrafter, SpeculativeDecoder, Target
+
+BUILTIN_DRAFT = ("draft", "builtin")
+"""Where the draft model of the built-in VLM is shipped, under `streamrt.assets`."""
 
 
 @dataclass(slots=True)
@@ -71,8 +86,22 @@ class Session:
         self.last_spoke: float | None = None
         self._suspended: _Response | None = None
         self._waiting: list[Question] = []
+        spec = self.config.spec
+        self.decoder = (
+            None
+            if spec is None
+            else SpeculativeDecoder(
+                Target.for_adapter(adapter, self.cache), _drafters(adapter, spec), spec.decoder
+            )
+        )
+        """The speculative decoder (None: plain greedy); its history is the text the model has seen."""
+        tmpl = adapter.template
+        self._marks = [*adapter.encode(tmpl.vision_prefix), *adapter.encode(tmpl.vision_suffix)]
+        """The text of a vision chunk as drafters see it (its markers; vision tokens are not text)."""
         with torch.inference_mode():
-            adapter.prefill_text(self.cache, adapter.system_ids(self.config.system_prompt), kind="system")
+            system = adapter.system_ids(self.config.system_prompt)
+            adapter.prefill_text(self.cache, system, kind="system")
+            self._observe(system)
 
     @property
     def store(self) -> StreamCache:
@@ -89,6 +118,7 @@ class Session:
         t0 = time.perf_counter()
         logits = self.adapter.prefill_vision(self.cache, enc.vision, enc.kept)  # [V] fp32
         prefill_s = time.perf_counter() - t0
+        self._observe(self._marks)
         p_silence = self._p_silence(logits)
         self._waiting.extend(questions)
         reason = None
@@ -125,6 +155,11 @@ class Session:
         yield from self._answer_waiting(t, capture, float("inf"))
 
     # ---- helpers -------------------------------------------------------------------------------
+    def _observe(self, ids: list[int]) -> None:
+        """Text entered the cache: the drafters' history follows it."""
+        if self.decoder is not None:
+            self.decoder.observe(ids)
+
     def _p_silence(self, logits: torch.Tensor) -> float:
         sid = self.special.silence_id
         if sid is None:
@@ -142,6 +177,7 @@ class Session:
     def _silence(self, t: float) -> None:
         if self.special.silence_id is not None:
             self.adapter.prefill_text(self.cache, [self.special.silence_id], kind="assistant", timestamp=t)
+            self._observe([self.special.silence_id])
 
     def _start(
         self,
@@ -160,6 +196,7 @@ class Session:
             q = self._waiting.pop(0)
             ids = self.adapter.user_ids(q.text)
             logits = self.adapter.prefill_text(self.cache, ids, kind="user", timestamp=t)
+            self._observe(ids)
             first = self._first_token(logits)
             resp = self._start(
                 "answer", t, "question", capture, first if first is not None else self.special.eos_id, q
@@ -167,30 +204,22 @@ class Session:
             yield from self._decode(resp, deadline)
 
     def _decode(self, r: _Response, deadline: float, end_of_stream: bool = False) -> Iterator[Output]:
-        """Greedy decode from `r.next_token` until a stop token, the length cap or the deadline."""
+        """Greedy decode from `r.next_token` until a stop token, the length cap or the deadline,
+        streaming the text as `TextDelta`s; then close the turn (or suspend it: deadline policy)."""
         cap = self.config.max_commentary_tokens if r.kind == "commentary" else self.config.max_answer_tokens
         policy = self.config.on_deadline
-        reason: EndReason
-        produced = 0
+        steps = (
+            self._plain(r, cap, deadline, policy)
+            if self.decoder is None
+            else self._spec(r, cap, deadline, policy)
+        )
         while True:
-            tok = r.next_token
-            if tok in self._ends:
-                reason = "eos"
+            try:
+                fed = next(steps)
+            except StopIteration as done:
+                reason: EndReason | None = done.value
                 break
-            if len(r.ids) >= cap:
-                reason = "max_tokens"
-                break
-            if time.monotonic() >= deadline:
-                if isinstance(policy, CutResponse):
-                    reason = "deadline"
-                    break
-                if (
-                    isinstance(policy, ResumeResponse) and produced > 0
-                ):  # at least one token per turn: progress
-                    self._suspended = r
-                    return
-            r.ids.append(tok)
-            produced += 1
+            r.ids += fed
             text = self.adapter.decode(r.ids)
             if text.startswith(r.text) and len(text) > len(r.text):
                 now = time.monotonic()
@@ -199,11 +228,13 @@ class Session:
                     r.question.id if r.question else None,
                 )  # fmt: skip
                 r.text = text
-            logits = self.adapter.decode_step(self.cache, tok)  # [V]
-            r.next_token = int(logits.argmax())  # host sync: one per generated token
+        if reason is None:
+            self._suspended = r
+            return
         stop = r.next_token if reason == "eos" else self.special.eos_id
         close = [stop] if stop == self.special.silence_id else [stop, *self._turn_end]
         self.adapter.prefill_text(self.cache, close, kind="assistant", timestamp=r.t)
+        self._observe(close)
         now = time.monotonic()
         yield ResponseEnd(
             r.segment, r.kind, self.adapter.decode(r.ids).strip(), r.t, len(r.ids),
@@ -211,3 +242,99 @@ class Session:
             r.capture, now, now <= deadline, r.question.id if r.question else None,
             r.question.text if r.question else None,
         )  # fmt: skip
+
+    def _plain(self, r: _Response, cap: int, deadline: float, policy: DeadlinePolicy) -> Iterator[list[int]]:
+        """One token per forward. Yields each token as it is fed to the cache (the caller adds it to
+        `r.ids`); returns why the response ended, None when it is suspended (`r.next_token` unfed)."""
+        produced = 0
+        while True:
+            tok = r.next_token
+            if tok in self._ends:
+                return "eos"
+            if len(r.ids) >= cap:
+                return "max_tokens"
+            if time.monotonic() >= deadline:
+                if isinstance(policy, CutResponse):
+                    return "deadline"
+                if isinstance(policy, ResumeResponse) and produced > 0:  # at least one token per turn
+                    return None
+            yield [tok]
+            produced += 1
+            logits = self.adapter.decode_step(self.cache, tok)  # [V]
+            r.next_token = int(logits.argmax())  # host sync: one per generated token
+
+    def _spec(self, r: _Response, cap: int, deadline: float, policy: DeadlinePolicy) -> Iterator[list[int]]:
+        """Speculative rounds from `r.next_token` (chosen, not yet fed): the same tokens, cache and
+        end reasons as `_plain`, several tokens per target forward. Yields the tokens each round fed."""
+        dec = self.decoder
+        assert dec is not None
+        emitted: list[int] = []  # r.next_token and everything after it; all but the last are fed
+        rounds = dec.rounds(
+            r.next_token,
+            max_new_tokens=cap - len(r.ids) + 1,  # the fed tokens up to the cap, then the deciding one
+            eos=self._ends,
+            deadline=_deadline(deadline, policy, emitted),
+        )
+        while True:
+            try:
+                new = next(rounds)
+            except StopIteration as done:
+                res = done.value
+                break
+            fed = len(emitted) - 1 if emitted else 0
+            emitted += new
+            if len(emitted) - 1 > fed:
+                yield emitted[fed:-1]
+        r.next_token = dec.drop_pending()  # decided, not fed: the caller closes or resumes with it
+        if res.stop == "capacity":
+            raise CacheError(
+                "E_CACHE_FULL", "no room in the cache for the response (every segment is pinned)"
+            )
+        if res.stop == "deadline":
+            return "deadline" if isinstance(policy, CutResponse) else None
+        return "eos" if res.stop == "eos" else "max_tokens"
+
+
+def _deadline(deadline: float, policy: DeadlinePolicy, emitted: list[int]) -> Callable[[], bool] | None:
+    """The speculative decoder's deadline under `policy`, like `_plain`'s check: cut at it; resume only
+    after at least one token was fed this turn (`emitted` holds the fed tokens plus the next one);
+    finish: never."""
+    if isinstance(policy, FinishResponse):
+        return None
+    if isinstance(policy, ResumeResponse):
+        return lambda: len(emitted) > 1 and time.monotonic() >= deadline
+    return lambda: time.monotonic() >= deadline
+
+
+def _drafters(adapter: VLMAdapter, spec: Speculation) -> list[Drafter]:
+    """The engine's drafters: n-gram lookup and the draft model (`Speculation.draft_model`, else the
+    built-in model's shipped draft, used only when it shares the target's vocabulary)."""
+    out: list[Drafter] = [NGramDrafter()] if "ngram" in spec.drafters else []
+    if "draft" not in spec.drafters:
+        return out
+    vocab = adapter.model.config.get_text_config().vocab_size
+    if spec.draft_model is not None:
+        path = Path(spec.draft_model)
+        if not (path / "config.json").is_file():
+            raise EngineError("E_ENGINE_CONFIG", f"draft model {path}: no config.json there")
+        model = _load_draft(str(path))
+        if model.config.vocab_size != vocab:
+            raise EngineError(
+                "E_ENGINE_CONFIG",
+                f"draft model {path}: vocabulary of {model.config.vocab_size}, the target's has {vocab}",
+            )
+    elif adapter.name == "builtin":
+        model = _load_draft(str(resources.files("streamrt.assets").joinpath(*BUILTIN_DRAFT)))
+        if model.config.vocab_size != vocab:
+            return out
+    else:
+        return out
+    return [*out, ModelDrafter(model, capacity=1024)]
+
+
+@lru_cache(maxsize=4)
+def _load_draft(path: str) -> torch.nn.Module:
+    """A draft model, loaded once per process and shared by sessions (each has its own draft cache)."""
+    from streamrt.models.draft import load_draft
+
+    return load_draft(path)

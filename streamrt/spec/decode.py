@@ -12,14 +12,17 @@ With no drafters it is plain decoding through the same target path. Guarantees:
   between rounds, so a call stops within one round of it.
 
 After a call the cache holds the context and every emitted token except the last one, which is the
-decoder's `pending` token (fed by the next call, or by `commit_pending`). Does not know how the
-context got into the cache (the engine prefills prompt and vision).
+decoder's `pending` token (fed by `commit_pending`, or forgotten by `drop_pending` when the caller
+closes the turn itself). The segment table is plain decoding's too: kept rows are registered as
+one-token segments (`Target.settle`), so later evictions match plain decoding's. `rounds` streams a
+call round by round (a generator); `generate` runs it to the end. Does not know how the context got
+into the cache (the engine prefills prompt and vision).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -71,12 +74,14 @@ class SpeculativeDecoder:
         self.history = history if history is not None else History()
         self.planner = Planner(self.config, target.cost)
         self.pending: int | None = None
+        self.totals = RoundStats()
+        """Counters of every call so far (a session's speculation report)."""
         self._rejected = 0
 
     def restart(self, history: Sequence[int] = ()) -> None:
         """Start over from another context (the caller restored or rebuilt the cache): replace the
         history, drop the pending token; measured acceptance and costs are kept."""
-        self.history = History(self.history.min_n, self.history.max_n)
+        self.history = History(self.history.min_n, self.history.max_n, self.history.window)
         self.history.extend(list(history))
         self.pending = None
 
@@ -92,9 +97,18 @@ class SpeculativeDecoder:
         self.pending = None
         return logits
 
+    def drop_pending(self) -> int:
+        """Forget the pending token (it never entered the cache: the caller ends the turn its own way
+        or feeds it later); it leaves the history too. Returns it."""
+        if self.pending is None:
+            raise SpecError("E_SPEC_NO_PENDING", "no pending token")
+        tok, self.pending = self.pending, None
+        self.history.drop_last()
+        return tok
+
     def generate(
         self,
-        logits: torch.Tensor,
+        start: torch.Tensor | int,
         *,
         max_new_tokens: int,
         params: SamplingParams | None = None,
@@ -103,12 +117,41 @@ class SpeculativeDecoder:
         generator: torch.Generator | None = None,
         on_round: Callable[[list[int], int], None] | None = None,
     ) -> DecodeResult:
-        """Decode after a context whose next-token logits [V] are given (the prefill's last row).
+        """Run `rounds` to the end. `on_round(tokens, rejected)` is called after every round with the
+        tokens it emitted and how many drafts were rejected (stream text out from there)."""
+        it = self.rounds(
+            start,
+            max_new_tokens=max_new_tokens,
+            params=params,
+            eos=eos,
+            deadline=deadline,
+            generator=generator,
+        )
+        while True:
+            try:
+                emitted = next(it)
+            except StopIteration as done:
+                return done.value
+            if on_round is not None:
+                on_round(emitted, self._rejected)
 
-        The cache must hold that context (and nothing pending). `on_round(tokens, rejected)` is called
-        after every round with the tokens it emitted and how many drafts were rejected (stream text
-        out from there). Returns the emitted tokens (the EOS included when it stopped the call), why it
-        stopped, and the round statistics.
+    def rounds(
+        self,
+        start: torch.Tensor | int,
+        *,
+        max_new_tokens: int,
+        params: SamplingParams | None = None,
+        eos: int | Sequence[int] | None = None,
+        deadline: Deadline = None,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[list[int]]:
+        """Decode after a context; yields the tokens each round emits, returns the `DecodeResult`.
+
+        `start` is either the next-token logits [V] after the context (the prefill's last row; the
+        first token is chosen from them) or that first token itself, already chosen by the caller.
+        The cache must hold the context (and nothing pending). The result holds the emitted tokens
+        (the EOS included when it stopped the call), why it stopped, and the round statistics. The
+        deadline is checked before every round (the first included), after the first token.
         """
         params = params or SamplingParams()
         eos_set = {eos} if isinstance(eos, int) else set(eos or ())
@@ -121,10 +164,11 @@ class SpeculativeDecoder:
             and self.target.room(self.config.max_draft + 1) > self.config.max_draft
         ):
             self.target.measure_costs(self.config.max_draft + 1)
-        out: list[int] = [choose(logits, params, generator)]
+        first = start if isinstance(start, int) else choose(start, params, generator)
+        out: list[int] = [first]
         self.history.extend(out)
-        if on_round is not None:
-            on_round(list(out), 0)
+        self._rejected = 0
+        yield list(out)
         stop: StopReason = "length"
         while True:
             if out[-1] in eos_set:
@@ -145,10 +189,10 @@ class SpeculativeDecoder:
                 break
             out += emitted
             self.history.extend(emitted)
-            if on_round is not None:
-                on_round(emitted, self._rejected)
+            yield emitted
         self.pending = out[-1]
         stats.tokens = len(out)
+        self.totals.add(stats)
         return DecodeResult(tuple(out), stop, stats)
 
     def _round(
@@ -179,7 +223,7 @@ class SpeculativeDecoder:
         if k:
             emitted = emitted[: limit + 1]
             # keep rows of pending + emitted[:-1]; the last emitted token becomes the next pending one
-            cache.rollback(mark + len(emitted))  # pointer move; also ends the speculation
+            self.target.settle(mark, len(emitted))  # pointer move; also ends the speculation
         self.target.observe_cost(k + 1, dt)
         stats.rounds += 1
         stats.verify_seconds += dt

@@ -2,7 +2,8 @@
 
 `History` owns the token ids the session has seen and said, in order (prompt, questions, previous
 responses, the response being decoded; vision tokens are not text and are left out), plus an
-incremental n-gram index over them. A `Drafter` proposes draft tokens after the history's last token;
+incremental n-gram index over them. It is bounded: past `2 * window` tokens the oldest are dropped
+(a long stream keeps flat memory), and `start` counts the tokens dropped so far. A `Drafter` proposes draft tokens after the history's last token;
 it never touches the target's cache state (a drafter that writes scratch rows beyond the cache's
 length, like self-speculation, leaves `length` and every valid row as they were).
 """
@@ -22,14 +23,18 @@ def cost_ema(old: float, new: float, decay: float = 0.9) -> float:
 
 
 class History:
-    """Append-only token history of one session with an n-gram index (most recent occurrence)."""
+    """Token history of one session with an n-gram index (most recent occurrence), bounded to the
+    most recent `window` .. `2 * window` tokens."""
 
-    def __init__(self, min_n: int = 1, max_n: int = 4) -> None:
+    def __init__(self, min_n: int = 1, max_n: int = 4, window: int = 8192) -> None:
         self.tokens: list[int] = []
         self.min_n = min_n
         self.max_n = max_n
+        self.window = window
+        self.start = 0
+        """Tokens dropped from the front so far (`tokens[0]` is token number `start` of the session)."""
         self._index: dict[tuple[int, ...], int] = {}
-        """n-gram -> end (exclusive) of its most recent occurrence that has a continuation."""
+        """n-gram -> end (exclusive) of its most recent occurrence; valid while a token follows it."""
         self._indexed = 0
         """n-grams ending at positions < this are indexed."""
 
@@ -38,6 +43,18 @@ class History:
 
     def extend(self, ids: list[int] | tuple[int, ...]) -> None:
         self.tokens.extend(int(t) for t in ids)
+        if len(self.tokens) > 2 * self.window:  # amortised: one re-index per `window` tokens
+            drop = len(self.tokens) - self.window
+            del self.tokens[:drop]
+            self.start += drop
+            self._index.clear()
+            self._indexed = 0
+
+    def drop_last(self) -> None:
+        """Forget the last token (a decoder's pending token that never entered the model). O(1): index
+        entries whose continuation it was become invalid until a token takes its place."""
+        self.tokens.pop()
+        self._indexed = min(self._indexed, len(self.tokens))
 
     def continuation(self, k: int) -> tuple[int, ...]:
         """Up to k tokens that followed the most recent earlier occurrence of the longest suffix
@@ -58,7 +75,7 @@ class History:
         h = self.tokens
         for n in range(min(self.max_n, len(seq)), self.min_n - 1, -1):
             end = self._index.get(tuple(seq[len(seq) - n :]))
-            if end is not None:
+            if end is not None and end < len(h):
                 return h[end : end + k]
         return []
 

@@ -53,8 +53,10 @@ AttentionInterface.register(ATTENTION, _rowwise_attention)
 
 def _rowwise_linear(mod: torch.nn.Linear):
     def forward(x: torch.Tensor) -> torch.Tensor:
-        # x: [B, n, in] -> [B, n, out], one row at a time
-        return torch.cat([F.linear(x[:, i : i + 1], mod.weight, mod.bias) for i in range(x.shape[1])], 1)
+        # x: [..., in] -> [..., out], one row at a time
+        rows = x.reshape(-1, x.shape[-1])  # [R, in]
+        out = torch.cat([F.linear(rows[i : i + 1], mod.weight, mod.bias) for i in range(rows.shape[0])])
+        return out.reshape(*x.shape[:-1], out.shape[-1])
 
     return forward
 

@@ -1,11 +1,13 @@
 """Draft-model drafter: a small causal LM with the target's tokenizer, kept in step with the session
 history in its own StreamCache (rollback of its rejected drafts is a pointer move there too).
 
-Owns the draft model's cache and the list of token ids its valid rows hold (row i = ids[i]). Each
-round it rolls back to the longest common prefix of those ids and the history, feeds the missing
-history tokens in one forward, then drafts k tokens one at a time. When the history outgrows the
-cache it restarts from the most recent window (positions restart too: only drafting quality can
-change, never the output, which the target verifies). The draft sees text only (no vision tokens).
+Owns the draft model's cache, the token ids its valid rows hold (row i = ids[i]) and which history
+token row 0 is (`base`, counted from the session's start). Each round it rolls back to the longest
+common prefix of those ids and the history from `base`, feeds the missing history tokens in one
+forward, then drafts k tokens one at a time. When the history outgrows the cache it restarts from the
+most recent half-cache window (positions restart too: only drafting quality can change, never the
+output, which the target verifies); a long stream refills once per half cache, not per round. The
+draft sees text only (no vision tokens).
 """
 
 from __future__ import annotations
@@ -42,11 +44,13 @@ class ModelDrafter:
         )
         self.embed = model.get_input_embeddings()
         self.ids: list[int] = []
+        self.base = 0
         self.seconds_per_token = 0.0
 
     def reset(self) -> None:
         self.cache.rollback(0)
         self.ids = []
+        self.base = 0
 
     @torch.no_grad()
     def _forward(self, ids: list[int]) -> torch.Tensor:
@@ -56,26 +60,28 @@ class ModelDrafter:
         self.ids.extend(ids)
         return out.logits[0, -1]  # [V]
 
-    def _sync(self, history: list[int]) -> torch.Tensor:
-        """Bring the cache to hold exactly `history`; return the logits after its last token."""
-        if len(history) + self.max_draft >= self.capacity:
+    def _sync(self, history: History) -> torch.Tensor:
+        """Bring the cache to hold the history from `base` on; return the logits after its last token."""
+        h, first = history.tokens, history.start
+        if self.base < first or first + len(h) - self.base + self.max_draft >= self.capacity:
             self.reset()
-            history = history[-(self.capacity // 2) :]
+            self.base = max(first, first + len(h) - self.capacity // 2)
+        view = h[self.base - first :]
         common = 0
-        for a, b in zip(self.ids, history, strict=False):
+        for a, b in zip(self.ids, view, strict=False):
             if a != b:
                 break
             common += 1
-        common = min(common, len(history) - 1)  # always re-feed at least the last token for its logits
+        common = min(common, len(view) - 1)  # always re-feed at least the last token for its logits
         self.cache.rollback(common)
         del self.ids[common:]
-        return self._forward(history[common:])
+        return self._forward(view[common:])
 
     def propose(
         self, history: History, k: int, params: SamplingParams, generator: torch.Generator | None
     ) -> Proposal:
         t0 = time.perf_counter()
-        logits = self._sync(history.tokens)
+        logits = self._sync(history)
         base = len(self.ids)
         tokens: list[int] = []
         qs: list[torch.Tensor] = []

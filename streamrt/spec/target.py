@@ -70,6 +70,23 @@ class Target:
         out = self.model(inputs_embeds=x, position_ids=pos, past_key_values=self.hf, use_cache=True)
         return out.logits[0]  # [n, V]
 
+    def settle(self, mark: int, rows: int) -> None:
+        """End a speculation opened at length `mark`: keep its first `rows` rows, drop the rest (a
+        pointer move), and register the kept rows as `rows` one-token segments, the segment table
+        plain decoding (one token per forward) builds, so later whole-segment evictions match it.
+
+        Registering re-appends each kept row's token with the positions, arrival index and segment
+        flags plain decoding would give it (the same, since nothing else was appended meanwhile and
+        a round never spans an eviction) and hands the cache the K/V already in that row (one row
+        per layer written onto itself: the cache has no verb to split a segment without a write)."""
+        cache = self.cache
+        cache.rollback(mark + min(rows, 1))
+        for row in range(mark + 1, mark + rows):
+            cache.append(self.kind, 1)
+            for layer in range(cache.spec.num_layers):
+                # k, v: [B, H, 1, D] views of the row being registered
+                cache.write(layer, cache.k[layer, :, :, row : row + 1], cache.v[layer, :, :, row : row + 1])
+
     def room(self, cap: int | None = None) -> int:
         """How many tokens (at most `cap`) plain decoding could append, one at a time, before the
         retention policy evicts anything or the cache is full. A speculation round appends at most

@@ -89,6 +89,20 @@ class RoundStats:
     by_drafter: dict[str, list[int]] = field(default_factory=dict)
     """drafter name -> [rounds, drafted, accepted]."""
 
+    def add(self, other: RoundStats) -> None:
+        """Accumulate another call's counters into these (`preempted`: any call was)."""
+        self.tokens += other.tokens
+        self.rounds += other.rounds
+        self.drafted += other.drafted
+        self.accepted += other.accepted
+        self.draft_seconds += other.draft_seconds
+        self.verify_seconds += other.verify_seconds
+        self.preempted |= other.preempted
+        for name, row in other.by_drafter.items():
+            mine = self.by_drafter.setdefault(name, [0, 0, 0])
+            for i, v in enumerate(row):
+                mine[i] += v
+
     @property
     def mean_accepted(self) -> float:
         """Mean tokens emitted per target forward (accepted drafts + the target's own token)."""
