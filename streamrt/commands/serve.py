@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import os
 import sys
@@ -27,9 +29,18 @@ Modes: generate (the built-in streaming video generator, or --gen-model PATH: te
 video to video with hello params {"input": "video"}); understand (the streaming VLM engine over the
 built-in model or --vlm-model PATH: commentary and answers to `ask` as text segments).
 
+Memory: --max-memory SIZE sizes admission from a budget. At start the server measures one session of
+each mode (KV cache bytes from the model config, plus the resident-memory growth of probe sessions),
+and, for understand, shrinks each session's KV cache (--kv-tokens, default 4096 rows) so that
+--max-sessions sessions fit when the default would not. A hello beyond the budget is refused with
+error{code:"E_FULL", retry_after_s} (never an out-of-memory kill); /healthz shows the plan. Compatible
+work of several sessions (generate blocks of the same shape and schedule) runs as one batched forward
+(--max-batch, 1 turns it off).
+
 examples:
   streamrt serve                                   # 127.0.0.1:8765, built-in generator
   streamrt serve --port 9000 --max-sessions 8 --budget-ms 200
+  streamrt serve --modes generate,understand --max-memory 2G --max-sessions 32
   STREAMRT_TOKEN=$(openssl rand -hex 16) streamrt serve --host 0.0.0.0
   streamrt serve --modes generate,understand
   streamrt serve --gen-model runs/gen-64 --static my_site/
@@ -70,6 +81,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--max-frame-mb", type=float, default=2.0, help="largest input frame accepted (MiB, default 2)"
     )
     p.add_argument(
+        "--max-frame-pixels",
+        type=int,
+        default=3840 * 2160,
+        help="largest decoded input frame, width x height (default 3840x2160)",
+    )
+    p.add_argument(
+        "--max-memory",
+        default=None,
+        help="memory budget (e.g. 2G, 512M): sessions and KV caches are sized to fit it (default: none)",
+    )
+    p.add_argument(
+        "--kv-tokens",
+        type=int,
+        default=None,
+        help="understand: KV cache rows per session (default 4096, or what --max-memory allows)",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=8,
+        help="most sessions whose compatible work runs in one batched forward (default 8; 1: off)",
+    )
+    p.add_argument(
         "--static", type=Path, default=None, help="folder of static files (default: apps/web if present)"
     )
     p.add_argument(
@@ -77,7 +111,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_factories(modes: list[str], gen_model: Path | None, vlm_model: str = "builtin") -> dict:
+PROBE_PARAMS: dict[str, dict[str, object]] = {"generate": {"preset": "rolling"}}
+"""Hello params of the probe sessions: the preset with the largest FrameCache (rolling: 1 + 3 + 4
+frames; the sequential presets hold 1 + 4 + 2), so the measured cost bounds every generate session."""
+DEFAULT_KV_TOKENS = 4096
+MIN_KV_TOKENS = 1024
+"""Smallest understand cache the budget may size (pinned system prompt, text window, a few chunks)."""
+
+
+def build_factories(
+    modes: list[str], gen_model: Path | None, vlm_model: str = "builtin", kv_tokens: int | None = None
+) -> dict:
     """Load each mode's model once; returns {mode: EngineFactory}. Raises SystemExit on unknown modes."""
     factories = {}
     for mode in modes:
@@ -91,10 +135,37 @@ def build_factories(modes: list[str], gen_model: Path | None, vlm_model: str = "
             from streamrt.models.vlm import load_adapter
             from streamrt.server.understand import understand_factory
 
-            factories[mode] = understand_factory(load_adapter(vlm_model))
+            factories[mode] = understand_factory(load_adapter(vlm_model), kv_tokens)
         else:
             raise SystemExit(f"error: unknown mode {mode!r}; available: generate, understand")
     return factories
+
+
+def plan_memory(args: argparse.Namespace, factories: dict, modes: list[str]):
+    """Measure each mode's session cost, size the understand KV cache, return the MemoryBudget (and
+    the factories, rebuilt when the cache was resized). Raises BudgetError when nothing fits."""
+    from streamrt.server.budget import (
+        MemoryBudget,
+        SessionCost,
+        measure_session,
+        parse_size,
+        process_baseline,
+    )
+
+    limit = parse_size(args.max_memory)
+    costs = {m: measure_session(f, PROBE_PARAMS.get(m, {})) for m, f in factories.items()}
+    baseline = process_baseline()
+    headroom = 0.1
+    if "understand" in costs and args.kv_tokens is None:
+        c = costs["understand"]
+        row = c.cache_bytes / DEFAULT_KV_TOKENS  # bytes per cache row (K, V and position tables)
+        share = (limit * (1 - headroom) - baseline) / args.max_sessions - c.overhead_bytes
+        kv = max(MIN_KV_TOKENS, min(DEFAULT_KV_TOKENS, int(share / row) // 256 * 256))
+        if kv != DEFAULT_KV_TOKENS:
+            factories["understand"] = dataclasses.replace(factories["understand"], kv_tokens=kv)
+            costs["understand"] = SessionCost(int(row * kv), c.overhead_bytes)
+        log.info("understand KV cache: %d rows per session (%.2f MiB)", kv, row * kv / 2**20)
+    return MemoryBudget(limit, baseline, costs, headroom=headroom), factories
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
             budget_ms=args.budget_ms,
             idle_timeout_s=args.idle_timeout,
             max_frame_bytes=int(args.max_frame_mb * 2**20),
+            max_frame_pixels=args.max_frame_pixels,
+            max_batch=args.max_batch,
             max_message_bytes=max(4 * 2**20, int(args.max_frame_mb * 2**20) + 4096),
             static_dir=args.static,
         )
@@ -125,8 +198,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-        factories = build_factories(modes, args.gen_model, args.vlm_model)
-    except (ValueError, RuntimeError) as e:  # checkpoint / adapter errors carry a code and name the model
+        factories = build_factories(modes, args.gen_model, args.vlm_model, args.kv_tokens)
+        budget = None
+        if args.max_memory:
+            budget, factories = plan_memory(args, factories, modes)
+            plan = budget.describe()
+            print(f"memory plan: {json.dumps(plan)}", file=sys.stderr, flush=True)
+    except (ValueError, RuntimeError) as e:  # checkpoint / adapter / budget errors carry a code
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -135,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with Server(cfg, factories) as srv:
+        async with Server(cfg, factories, budget) as srv:
             print(
                 f"streamrt serving {', '.join(factories)} on {srv.url} (health: http://{args.host}:{srv.port}/healthz)",
                 flush=True,

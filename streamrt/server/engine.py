@@ -130,6 +130,10 @@ class SessionEngine(ABC):
         """Move one rung down now (the scheduler predicts a miss); False when already at the bottom."""
         return False
 
+    def cache_bytes(self) -> int:
+        """Bytes of the session's KV cache at full size (memory admission, streamrt.server.budget)."""
+        return 0
+
     @abstractmethod
     def close(self) -> None:
         """Release the engine's state."""

@@ -194,6 +194,12 @@ class GenerateEngine(SessionEngine):
         self.engine.set_level(lad.level)
         return True
 
+    def cache_bytes(self) -> int:
+        """K/V buffers and master keys, plus the clean frames kept for recache ([S + W] frames)."""
+        eng, st = self.engine, self.engine.cache.stats()
+        frames = (eng.cfg.sink_frames + eng.cfg.window_frames) * 3 * eng.h * eng.w * eng.dtype.itemsize
+        return st.kv_bytes + frames
+
     def close(self) -> None:
         self.engine.cache.reset()
 

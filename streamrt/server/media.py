@@ -6,18 +6,43 @@ never decoded. Owns nothing; knows only OpenCV and the protocol's codec names.
 
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
+from PIL import Image
 
 from streamrt.server.protocol import Codec, ProtocolError
 
 _EXT = {"jpeg": ".jpg", "webp": ".webp", "png": ".png"}
 
 
-def decode_image(codec: Codec, payload: bytes, width: int = 0, height: int = 0) -> np.ndarray:
-    """payload -> [H, W, 3] uint8 RGB; raises ProtocolError E_BAD_IMAGE."""
+MAX_PIXELS = 3840 * 2160
+"""Default bound on a decoded input frame (4K UHD, 25 MB as RGB)."""
+
+
+def image_size(payload: bytes) -> tuple[int, int]:
+    """(width, height) from an encoded image's header, without decoding it; raises E_BAD_IMAGE."""
+    try:
+        with Image.open(io.BytesIO(payload)) as im:
+            return im.size
+    except Exception as e:  # PIL raises many types on garbage (UnidentifiedImageError, SyntaxError, ...)
+        raise ProtocolError("E_BAD_IMAGE", f"not a readable image header: {type(e).__name__}") from None
+
+
+def decode_image(
+    codec: Codec, payload: bytes, width: int = 0, height: int = 0, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """payload -> [H, W, 3] uint8 RGB; raises ProtocolError E_BAD_IMAGE, or E_TOO_LARGE for an image
+    above `max_pixels` (checked on the header before decoding: a small compressed payload can expand
+    to gigabytes)."""
     if codec == "raw":
+        if width * height > max_pixels:
+            raise ProtocolError("E_TOO_LARGE", f"raw {width}x{height} above {max_pixels} pixels")
         return np.frombuffer(payload, np.uint8).reshape(height, width, 3).copy()  # writable, owns its memory
+    w, h = image_size(payload)
+    if w * h > max_pixels:
+        raise ProtocolError("E_TOO_LARGE", f"{codec} image of {w}x{h} above {max_pixels} pixels")
     img = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise ProtocolError("E_BAD_IMAGE", f"{codec} payload of {len(payload)} bytes does not decode")

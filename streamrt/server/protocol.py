@@ -49,14 +49,14 @@ ERROR_CODES: dict[str, str] = {
     "E_BAD_FIELD": "a control message field that is missing, of the wrong type or out of range",
     "E_BAD_HEADER": "a binary frame whose header has a wrong magic, version, kind, codec or flags",
     "E_TRUNCATED": "a binary frame shorter than its header, or a raw payload not width*height*3 bytes",
-    "E_TOO_LARGE": "a message above the session's max_frame_bytes / max_control_bytes (the socket closes with 1009 above max_message_bytes)",
+    "E_TOO_LARGE": "a message above the session's max_frame_bytes / max_control_bytes, an image above max_frame_pixels, or a question above the session's token bound (the socket closes with 1009 above max_message_bytes)",
     "E_BAD_IMAGE": "an encoded image the server could not decode (counted and skipped)",
     "E_STATE": "a message not allowed now (anything before hello, hello twice, frames after end_input)",
     "E_AUTH": "missing or wrong token (the socket closes with 1008)",
     "E_MODE": "hello names a mode this server does not run",
     "E_PARAM": "a parameter that is unknown or has an invalid value",
     "E_UNSUPPORTED": "a message the session's mode does not support (e.g. ask in generate mode)",
-    "E_FULL": "the server is at capacity (HTTP 503 with Retry-After at connect)",
+    "E_FULL": "the server is at capacity (HTTP 503 with Retry-After at connect), or the session does not fit the memory budget (at hello, with retry_after_s)",
     "E_INTERNAL": "the engine failed; the session ends",
 }
 

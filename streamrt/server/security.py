@@ -46,6 +46,8 @@ class ServerConfig:
     """The retry hint a refused client gets."""
     max_frame_bytes: int = 2 * 2**20
     """Largest binary frame (header + payload) accepted; larger ones get E_TOO_LARGE and are skipped."""
+    max_frame_pixels: int = 3840 * 2160
+    """Largest decoded input frame (width x height, read from the image header before decoding)."""
     max_control_bytes: int = 64 * 2**10
     """Largest JSON control message."""
     max_message_bytes: int = 4 * 2**20
@@ -67,6 +69,8 @@ class ServerConfig:
     stats_interval_s: float = 1.0
     workers: int = 1
     """Worker threads running model work (one per device)."""
+    max_batch: int = 8
+    """Most jobs of different sessions run together in one cross-session batch (1: no batching)."""
     static_dir: Path | None = None
     """Static files served on plain HTTP GETs (the web demo); None: apps/web if it exists."""
     shutdown_grace_s: float = 5.0
@@ -79,10 +83,14 @@ class ServerConfig:
             )
         if self.token is not None and len(self.token) < 8:
             raise ServerConfigError("token shorter than 8 characters")
+        if self.max_frame_pixels < 1:
+            raise ServerConfigError("max_frame_pixels must be >= 1")
         if self.max_message_bytes < self.max_frame_bytes or self.max_frame_bytes < 64:
             raise ServerConfigError("need 64 <= max_frame_bytes <= max_message_bytes")
-        if self.max_sessions < 1 or self.input_buffer < 1 or self.output_frames < 1 or self.workers < 1:
-            raise ServerConfigError("max_sessions, input_buffer, output_frames and workers must be >= 1")
+        if min(self.max_sessions, self.input_buffer, self.output_frames, self.workers, self.max_batch) < 1:
+            raise ServerConfigError(
+                "max_sessions, input_buffer, output_frames, workers and max_batch must be >= 1"
+            )
 
 
 def is_loopback(host: str) -> bool:

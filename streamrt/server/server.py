@@ -3,7 +3,9 @@
 One websocket per session (subprotocol `streamrt.v1`, permessage-deflate off: media does not compress).
 Plain HTTP requests on the same port go through `process_request`: `/healthz` (JSON), `/metrics`
 (Prometheus text), and GETs of files under `static_dir`. Upgrades are checked there too: Origin,
-path (`/` or `/ws`), admission (a full server answers 503 with Retry-After; nothing queues).
+path (`/` or `/ws`), admission (a full server answers 503 with Retry-After; nothing queues). With a
+`MemoryBudget`, a hello is admitted only when its mode's session cost still fits the budget (else
+E_FULL with `retry_after_s`); the reservation is released when the session is gone.
 Per connection: wait for a valid hello (timeout), check token and mode, build the engine off the loop,
 send `ready`, then run three tasks: the reader (this handler; never blocks on work), the session's pump
 (work through the scheduler) and the writer (drains the outbox; a slow reader only stalls its own
@@ -20,6 +22,7 @@ import json
 import logging
 import mimetypes
 import time
+import traceback
 from collections import Counter
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -33,6 +36,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from streamrt.server import protocol as P
+from streamrt.server.budget import MemoryBudget
 from streamrt.server.engine import EngineFactory
 from streamrt.server.metrics import ServerMetrics
 from streamrt.server.scheduler import Scheduler
@@ -59,11 +63,17 @@ def _response(status: int, body: bytes, content_type: str, **headers: str) -> Re
 class Server:
     """`async with Server(cfg, {"generate": factory}) as srv:` ... (see module docstring)."""
 
-    def __init__(self, cfg: ServerConfig, factories: Mapping[str, EngineFactory]) -> None:
+    def __init__(
+        self,
+        cfg: ServerConfig,
+        factories: Mapping[str, EngineFactory],
+        budget: MemoryBudget | None = None,
+    ) -> None:
         self.cfg = cfg
         self.factories = dict(factories)
+        self.budget = budget
         self.static_dir = cfg.static_dir if cfg.static_dir is not None else default_static_dir()
-        self.scheduler = Scheduler(cfg.workers)
+        self.scheduler = Scheduler(cfg.workers, cfg.max_batch)
         self.metrics = ServerMetrics()
         self.sessions: dict[str, Session] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -133,7 +143,11 @@ class Server:
                     "protocol": P.SUBPROTOCOL,
                     "uptime_s": round(time.monotonic() - self.started, 1),
                     "worker_busy_s": round(self.scheduler.busy_s, 3),
+                    "batches": self.scheduler.counters["batches"],
+                    "batched_jobs": self.scheduler.counters["batched_jobs"],
                 }
+                if self.budget is not None:
+                    body["memory"] = self.budget.describe()
                 return _response(200, json.dumps(body).encode() + b"\n", "application/json")
             if path == "/metrics":
                 self.metrics.active.set(len(self.sessions))
@@ -180,9 +194,17 @@ class Server:
         finally:
             self._tasks.discard(task)
 
-    async def _send_error(self, ws: ServerConnection, e: P.ProtocolError) -> None:
+    async def _send_error(self, ws: ServerConnection, e: P.ProtocolError, **extra: object) -> None:
         self.metrics.errors.labels(e.code).inc()
-        await ws.send(P.error(e.code, e.message))
+        await ws.send(P.error(e.code, e.message, **extra))
+
+    async def _refuse_full(self, ws: ServerConnection, message: str, reason: str) -> None:
+        self.metrics.refused.labels(reason).inc()
+        retry = self.cfg.retry_after_s
+        await self._send_error(
+            ws, P.ProtocolError("E_FULL", f"{message}; retry after {retry} s"), retry_after_s=retry
+        )
+        await ws.close(1013, f"retry after {retry} s")
 
     async def _open(self, ws: ServerConnection) -> Session | None:
         """Wait for a valid hello; build the engine; send ready. None: the socket was closed."""
@@ -211,12 +233,19 @@ class Server:
                         "E_MODE", f"mode {hello.mode!r} not served here; modes: {', '.join(self.factories)}"
                     )
                 if len(self.sessions) >= self.cfg.max_sessions or self._closing:
-                    await self._send_error(ws, P.ProtocolError("E_FULL", "server at capacity"))
-                    await ws.close(1013, f"retry after {self.cfg.retry_after_s} s")
+                    await self._refuse_full(ws, "server at capacity", "full")
                     return None
                 _, engine_params = split_params(hello.params)  # session-level ones are validated here
+                if self.budget is not None and not self.budget.reserve(hello.mode):
+                    await self._refuse_full(ws, self.budget.refusal(hello.mode), "memory")
+                    return None
                 factory = self.factories[hello.mode]
-                engine = await asyncio.get_running_loop().run_in_executor(None, factory, engine_params)
+                try:
+                    engine = await asyncio.get_running_loop().run_in_executor(None, factory, engine_params)
+                except BaseException:
+                    if self.budget is not None:
+                        self.budget.release(hello.mode)
+                    raise
             except P.ProtocolError as e:
                 await self._send_error(ws, e)
                 continue
@@ -236,6 +265,7 @@ class Server:
                 self.scheduler,
                 params,
                 max_frame_bytes=self.cfg.max_frame_bytes,
+                max_frame_pixels=self.cfg.max_frame_pixels,
                 input_buffer=self.cfg.input_buffer,
                 output_frames=self.cfg.output_frames,
                 budget_ms=self.cfg.budget_ms,
@@ -244,6 +274,8 @@ class Server:
             self.metrics.sessions.labels(hello.mode).inc()
             limits = {
                 "max_frame_bytes": self.cfg.max_frame_bytes,
+                "max_frame_pixels": self.cfg.max_frame_pixels,
+                "max_question_chars": P.MAX_TEXT,
                 "max_control_bytes": self.cfg.max_control_bytes,
                 "max_message_bytes": self.cfg.max_message_bytes,
                 "input_buffer": self.cfg.input_buffer,
@@ -274,6 +306,8 @@ class Server:
             self.sessions.pop(s.id, None)
             self.scheduler.forget(s.id)
             self.scheduler.after_current(s.id, s.engine.close)
+            if self.budget is not None:
+                self.budget.release(s.mode)
             log.info("session %s… closed", s.id[:6])
 
     async def _reader(
@@ -291,7 +325,11 @@ class Server:
                     await recv
                 if pump in done and pump.exception() is not None:
                     e = pump.exception()
-                    log.error("session %s… engine failed: %r", s.id[:6], e)
+                    assert e is not None
+                    # formatted now: a log record holding the exception would keep its traceback's
+                    # frames, and so the session and its engine, alive for as long as the record lives
+                    trace = "".join(traceback.format_exception(e))
+                    log.error("session %s… engine failed:\n%s", s.id[:6], trace)
                     s.error(P.ProtocolError("E_INTERNAL", f"engine failed: {type(e).__name__}: {e}"))
                     s.outbox.end(P.control("end", reason="error"))
                     return

@@ -148,12 +148,14 @@ class Session:
         params: Mapping[str, P.ParamValue],
         *,
         max_frame_bytes: int,
+        max_frame_pixels: int = 3840 * 2160,
         input_buffer: int = 2,
         output_frames: int = 2,
         budget_ms: float = 250.0,
     ) -> None:
         self.id, self.mode, self.engine, self.scheduler = session_id, mode, engine, scheduler
         self.max_frame_bytes = max_frame_bytes
+        self.max_frame_pixels = max_frame_pixels
         self.budget_s = float(params.get("budget_ms", budget_ms)) / 1000
         self.out_codec: P.Codec = params.get("out_codec", "jpeg")  # type: ignore[assignment]
         self.out_quality = int(params.get("out_quality", 85))
@@ -174,7 +176,7 @@ class Session:
         self.counters: Counter[str] = Counter()
         """frames_in, frames_out, texts_out, steps (jobs that ran), hits, misses, degrades, errors."""
         self.drops: Counter[str] = Counter()
-        """input_buffer_full, expired_in_buffer, expired, behind, paused, bad_image (slow_client in outbox)."""
+        """input_buffer_full, expired_in_buffer, expired, behind, paused, bad_image, too_large (slow_client in outbox)."""
         self.latencies: deque[float] = deque(maxlen=512)
         self.unreported: deque[float] = deque(maxlen=4096)
         """Latencies not yet handed to the metrics histogram (drained once a second)."""
@@ -317,7 +319,7 @@ class Session:
         self.est_s = res.run_s if self.est_s == 0 else 0.8 * self.est_s + 0.2 * res.run_s
         self.counters["degrades"] += res.degraded
         if res.error is not None:
-            self.drops["bad_image"] += 1
+            self.drops["too_large" if res.error.code == "E_TOO_LARGE" else "bad_image"] += 1
             self.error(res.error)
             return
         assert res.result is not None
@@ -360,7 +362,7 @@ class Session:
         if call.item is not None:
             h = call.item.header
             try:
-                px = decode_image(h.codec, call.item.payload, h.width, h.height)
+                px = decode_image(h.codec, call.item.payload, h.width, h.height, self.max_frame_pixels)
             except P.ProtocolError as e:
                 return _Work(None, (), time.perf_counter() - t0, degraded, first, e)
             frame = InputFrame(h.seq, h.capture_us, px, call.item.arrived, call.item.deadline)

@@ -9,11 +9,13 @@ the input seq that completed the chunk. `end_input` flushes the partial chunk an
 
 Degrade ladder (this adapter's, from `observe` and the scheduler's `degrade`): each rung drops more
 visual tokens (lower similarity threshold) and shortens commentary. Owns the chunker, encoder, language
-session, the pending questions and the ladder position. Does not know sockets or the scheduler.
+session, the pending questions and the ladder position. The cache capacity (`kv_tokens`) comes from the
+server (sized from its memory budget); retention evicts older chunks and text sooner in a smaller cache. Does not know sockets or the scheduler.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -30,7 +32,8 @@ LADDER: tuple[tuple[float, int], ...] = ((0.9, 40), (0.8, 24), (0.7, 12), (0.5, 
 """Rungs: (token-drop similarity threshold, longest commentary in tokens); rung 0 = the configured."""
 HELLO_ONLY = ("system_prompt", "degrade")
 MAX_OPEN_QUESTIONS = 16
-"""Questions waiting for the next chunk boundary; one more is refused with E_STATE (never dropped)."""
+"""Questions waiting for the next chunk boundary; one more is refused with E_STATE (never dropped).
+Each is also bounded in tokens (`max_question_tokens`, E_TOO_LARGE)."""
 
 
 class UnderstandEngine(SessionEngine):
@@ -38,10 +41,14 @@ class UnderstandEngine(SessionEngine):
 
     wants_input = True
 
-    def __init__(self, adapter: VLMAdapter, params: Mapping[str, ParamValue]) -> None:
+    def __init__(
+        self, adapter: VLMAdapter, params: Mapping[str, ParamValue], kv_tokens: int | None = None
+    ) -> None:
         p = self._check(params, initial=True)
         self.adapter = adapter
         self.cfg = EngineConfig(system_prompt=p.get("system_prompt"))  # type: ignore[arg-type]
+        if kv_tokens is not None:  # the server sized the cache from its memory budget
+            self.cfg = self.cfg.replace(cache=dataclasses.replace(self.cfg.cache, capacity=kv_tokens))
         self.fps = adapter.fps
         self.chunker = Chunker(self.fps, adapter.frames_per_chunk, budget_s=0.0)  # deadlines come from frames
         self.encoder = ChunkEncoder(adapter, self.cfg.drop_threshold, self.cfg.token_budget)
@@ -109,7 +116,17 @@ class UnderstandEngine(SessionEngine):
         self.session.config = self.session.config.replace(max_commentary_tokens=tokens)
 
     # ---- questions ---------------------------------------------------------------------------------------
+    @property
+    def max_question_tokens(self) -> int:
+        """Longest question (template tokens included): a quarter of the cache, at most 512."""
+        return min(512, self.cfg.cache.capacity // 4)
+
     def ask(self, question_id: str, text: str) -> None:
+        n = len(self.adapter.user_ids(text))
+        if n > self.max_question_tokens:  # it would crowd the cache (or not fit at all)
+            raise ProtocolError(
+                "E_TOO_LARGE", f"question of {n} tokens; at most {self.max_question_tokens} here"
+            )
         with self._lock:  # called on the event loop; taken by the next step on the worker
             if len(self._questions) >= MAX_OPEN_QUESTIONS:
                 raise ProtocolError(
@@ -180,14 +197,24 @@ class UnderstandEngine(SessionEngine):
         self._set_level(self.level + 1)
         return True
 
+    def cache_bytes(self) -> int:
+        return self.session.store.memory().allocated_bytes
+
     def close(self) -> None:
         self._texts.clear()  # the cache goes with the session object
 
 
-def understand_factory(adapter: VLMAdapter):
-    """An EngineFactory sharing one adapter (read-only weights) between sessions; each owns its cache."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class UnderstandFactory:
+    """An EngineFactory sharing one adapter (read-only weights) between sessions; each owns its cache of
+    `kv_tokens` rows (None: EngineConfig's default capacity)."""
 
-    def make(params: Mapping[str, ParamValue]) -> SessionEngine:
-        return UnderstandEngine(adapter, params)
+    adapter: VLMAdapter
+    kv_tokens: int | None = None
 
-    return make
+    def __call__(self, params: Mapping[str, ParamValue]) -> SessionEngine:
+        return UnderstandEngine(self.adapter, params, self.kv_tokens)
+
+
+def understand_factory(adapter: VLMAdapter, kv_tokens: int | None = None) -> UnderstandFactory:
+    return UnderstandFactory(adapter, kv_tokens)
