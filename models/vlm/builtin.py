@@ -99,7 +99,7 @@ def build_tokenizer():  # -> PreTrainedTokenizerFast (transformers imported lazi
     )
 
 
-def build_config(vocab_size: int, token_ids: dict[str, int]):  # -> Qwen2VLConfig
+def build_config(vocab_size: int, token_ids: dict[str, int], rope_theta: float = 10000.0):  # -> Qwen2VLConfig
     """The tiny Qwen2-VL architecture: ViT 2 x 96 on 16x16x2 patches (no spatial merge: one LLM token
     per patch), LLM 3 x 128 (4 heads of 32, 2 KV heads, M-RoPE sections 4/6/6), tied embeddings.
     Sized for training in well under an hour on two shared CPU cores."""
@@ -115,7 +115,7 @@ def build_config(vocab_size: int, token_ids: dict[str, int]):  # -> Qwen2VLConfi
             "num_key_value_heads": 2,
             "head_dim": 32,
             "max_position_embeddings": 65536,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]},
+            "rope_parameters": {"rope_type": "default", "rope_theta": rope_theta, "mrope_section": [4, 6, 6]},
             "tie_word_embeddings": True,
             "pad_token_id": token_ids[PAD],
             "eos_token_id": token_ids[EOS],

@@ -35,6 +35,7 @@ from streamrt.synth import (
     position_of,
     questions,
 )
+from streamrt.synth.language import plural
 
 TRAIN_SEED_BASE = 1_000_000
 """Training worlds use seeds >= this; held-out evaluation uses seeds below it."""
@@ -120,6 +121,7 @@ class PatchTargets:
         np.ndarray
     )  # [gh, gw] int64: index in POSITIONS of the object's position word; IGNORE on background
     event: np.ndarray  # [gh, gw] int64: 1 if the patch's object took part in one of the chunk's events
+    owner: np.ndarray  # [gh, gw] int64: index in `scene.objects` of the patch's object, -1 background
 
 
 def patch_targets(
@@ -155,4 +157,20 @@ def patch_targets(
         dtype=np.int64,
     )  # [n + 1, 4]; row n (= owner -1) is the background
     lab = table[owner]  # [gh, gw, 4]
-    return PatchTargets(lab[..., 0], lab[..., 1], lab[..., 2], lab[..., 3])
+    return PatchTargets(lab[..., 0], lab[..., 1], lab[..., 2], lab[..., 3], owner)
+
+
+def referents(qa: QA, scene: Scene) -> tuple[int, ...]:
+    """Indices in `scene.objects` of the objects a question is about: those matching every colour
+    and shape word it names ("how many objects" names none: all of them); () for "what just
+    happened?", which is about events, not objects."""
+    if qa.qtype == "last_event":
+        return ()
+    words = set(qa.question.rstrip("?").split())
+    colours = words & set(COLOURS)
+    shapes = {sh for sh in SHAPES if sh in words or plural(sh) in words}
+    return tuple(
+        i
+        for i, o in enumerate(scene.objects)
+        if (not colours or o.colour in colours) and (not shapes or o.shape in shapes)
+    )

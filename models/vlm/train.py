@@ -51,11 +51,13 @@ from streamrt.models.vlm.shapes_data import (
     TRAIN_SEED_BASE,
     ChunkSample,
     patch_targets,
+    referents,
     stream_chunks,
     world_config,
 )
 
 from streamrt.synth import COLOURS, POSITIONS, SHAPES
+from streamrt.synth.language import plural
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,15 @@ class TrainConfig:
     """Weight of the per-patch grounding losses (0: off)."""
     aux_layer: int = 1
     """Language-model layer whose output the hidden-state probes read (1 = after the first layer)."""
+    attn_weight: float = 1.0
+    """Weight of the attention-grounding loss: head 0 of layer `attn_layer`, at a question's last
+    token, is trained to put its mass on the visual tokens of the objects the question names, and
+    at a chunk's <vision_end> on those of the objects its events are about (-log of that mass).
+    Teaches the model where to look; 0: off (and SDPA attention)."""
+    attn_layer: int = -1
+    """Language-model layer of that head (-1: the last)."""
+    rope_theta: float = 100.0
+    """RoPE base of the language model (sets the new model's config)."""
     warmup: int = 50
     weight_decay: float = 0.01
     seed: int = 0
@@ -108,6 +119,10 @@ class Sequence:
     patches: torch.Tensor  # [chunks * gh * gw, 3 * tp * p * p] float32
     grids: list[tuple[int, int, int]]  # per chunk, patch units
     targets: torch.Tensor  # [visual tokens, 4] int64: colour, shape, position, event per token
+    ref_pos: torch.Tensor  # [Q] int64: position of each question's last token (it predicts the answer)
+    ref_mask: torch.Tensor  # [Q, L] bool: the visual tokens showing the objects that question is about
+    ref_words: torch.Tensor  # [Q, 2] int64: colour and shape word a question names (0 none, else 1 + index;
+    # IGNORE for the commentary's rows)
 
 
 class GroundingHeads(torch.nn.Module):
@@ -118,24 +133,32 @@ class GroundingHeads(torch.nn.Module):
         sizes = (len(COLOURS) + 1, len(SHAPES) + 1, len(POSITIONS), 2)  # colour, shape, position, event
         self.vision = torch.nn.ModuleList(torch.nn.Linear(vision_dim, n) for n in sizes[:2])
         self.text = torch.nn.ModuleList(torch.nn.Linear(text_dim, n) for n in sizes)
+        self.query = torch.nn.ModuleList(torch.nn.Linear(text_dim, n) for n in sizes[:2])
 
-    def losses(self, vis: torch.Tensor, hid: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """vis: [N, Dv] tower output, hid: [N, Dt] LM hidden state, targets: [N, 4] -> named losses."""
+    def losses(self, fw: Forward) -> dict[str, torch.Tensor]:
+        """Named cross-entropies: v* tower output and h* LM hidden state at the visual tokens against
+        their patch targets, q* LM hidden state at each question's last token against the words it
+        names (c colour, s shape, p position, e event)."""
         out = {}
-        for name, heads, x in (("v", self.vision, vis), ("h", self.text, hid)):
-            for i, head in enumerate(heads):
-                out[f"{name}{'cspe'[i]}"] = F.cross_entropy(head(x), targets[:, i], ignore_index=IGNORE)
+        for name, heads, x, y in (
+            ("v", self.vision, fw.vis, fw.targets),
+            ("h", self.text, fw.hid, fw.targets),
+            ("q", self.query, fw.ref_hid, fw.ref_words),
+        ):
+            if len(x):
+                for i, head in enumerate(heads):
+                    out[f"{name}{'cspe'[i]}"] = F.cross_entropy(head(x), y[:, i], ignore_index=IGNORE)
         return out
 
 
-def init_run(out: Path, seed: int) -> None:
+def init_run(out: Path, seed: int, rope_theta: float = 10000.0) -> None:
     """Write a fresh model directory (tokenizer, config, random weights, streamrt.json)."""
     from transformers import Qwen2VLForConditionalGeneration
 
     tok = build_tokenizer()
     ids = {t: tok.convert_tokens_to_ids(t) for t in tok.all_special_tokens}
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(build_config(len(tok), ids))
+    model = Qwen2VLForConditionalGeneration(build_config(len(tok), ids, rope_theta))
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
@@ -150,6 +173,9 @@ def lay_out(adapter: Qwen2VLAdapter, samples: list[ChunkSample]) -> Sequence:
     patches = []
     grids = []
     targets = []
+    ref_pos: list[int] = []
+    ref_words: list[tuple[int, int]] = []
+    ref_rows: list[tuple[int, np.ndarray]] = []  # (first visual token index, mask over the chunk's tokens)
     start = 0
     pad, eos, silence = (adapter.token_id(t) for t in (VIDEO_PAD, EOS, SILENCE))
     prefix, suffix = (
@@ -169,6 +195,7 @@ def lay_out(adapter: Qwen2VLAdapter, samples: list[ChunkSample]) -> Sequence:
         p, (gt, gh, gw) = adapter.pixel_patches(s.frames)
         grid = (gt, gh // adapter.merge, gw // adapter.merge)
         n = grid[0] * grid[1] * grid[2]
+        first = len(ids) + len(prefix)
         ids.extend(prefix + [pad] * n + suffix)
         target.extend([0] * (len(prefix) + n + len(suffix)))
         chunk_pos, span = chunk_positions(start, len(prefix), grid, len(suffix), interval=1.0, axes=3)
@@ -178,10 +205,21 @@ def lay_out(adapter: Qwen2VLAdapter, samples: list[ChunkSample]) -> Sequence:
         grids.append((gt, gh, gw))
         t = patch_targets(s, SETTINGS.frame_size, SETTINGS.frame_size[0] // grid[1])
         targets.append(torch.from_numpy(np.stack([t.colour, t.shape, t.position, t.event], -1).reshape(n, 4)))
+        owner = t.owner.reshape(n)
+        moved = t.event.reshape(n).astype(bool)  # tokens of the objects the commentary is about
+        if moved.any():
+            ref_pos.append(len(ids) - 1)  # <vision_end>: predicts the commentary's first token
+            ref_rows.append((first, moved))
+            ref_words.append((IGNORE, IGNORE))
         said = s.commentary
         text([silence] if said is None else adapter.encode(said) + [eos], 1)
         for qa in s.qas:
             text(adapter.user_ids(qa.question), 0)
+            shown = np.isin(owner, referents(qa, s.scene))
+            if shown.any():
+                ref_pos.append(len(ids) - 1)
+                ref_rows.append((first, shown))
+                ref_words.append(named_words(qa.question))
             text(adapter.encode(qa.answer) + [eos], 2)
     ids_t = torch.tensor(ids)
     tgt = torch.tensor(target)
@@ -189,7 +227,29 @@ def lay_out(adapter: Qwen2VLAdapter, samples: list[ChunkSample]) -> Sequence:
     labels[:-1] = torch.where(tgt[1:] > 0, ids_t[1:], IGNORE)  # logits at i predict token i+1
     answer = torch.zeros_like(tgt, dtype=torch.bool)
     answer[:-1] = tgt[1:] == 2
-    return Sequence(ids_t, labels, answer, torch.cat(pos, 1), torch.cat(patches), grids, torch.cat(targets))
+    ref_mask = torch.zeros((len(ref_rows), len(ids)), dtype=torch.bool)
+    for q, (first, shown) in enumerate(ref_rows):
+        ref_mask[q, first : first + len(shown)] = torch.from_numpy(shown)
+    return Sequence(
+        ids_t,
+        labels,
+        answer,
+        torch.cat(pos, 1),
+        torch.cat(patches),
+        grids,
+        torch.cat(targets),
+        torch.tensor(ref_pos, dtype=torch.long),
+        ref_mask,
+        torch.tensor(ref_words, dtype=torch.long).reshape(-1, 2),
+    )
+
+
+def named_words(question: str) -> tuple[int, int]:
+    """(colour, shape) a question names: 0 for none, else 1 + index in COLOURS / SHAPES."""
+    words = question.rstrip("?").split()
+    colour = next((i + 1 for i, c in enumerate(COLOURS) if c in words), 0)
+    shape = next((i + 1 for i, sh in enumerate(SHAPES) if sh in words or plural(sh) in words), 0)
+    return colour, shape
 
 
 @dataclass(slots=True)
@@ -202,10 +262,16 @@ class Forward:
     vis: torch.Tensor  # [N, Dv] vision tower output of every visual token, batch order
     hid: torch.Tensor  # [N, Dt] LM hidden state after layer `aux_layer` at the same tokens
     targets: torch.Tensor  # [N, 4] per-token grounding targets
+    ref_mass: torch.Tensor | None  # [Q] attention mass of the probed head on each question's objects
+    ref_hid: torch.Tensor  # [Q, Dt] LM hidden state after layer `aux_layer` at each question's last token
+    ref_words: torch.Tensor  # [Q, 2]
 
 
-def forward(adapter: Qwen2VLAdapter, seqs: list[Sequence], aux_layer: int = 1) -> Forward:
-    """Pad `seqs` into one batch and run the model once (see `Forward`)."""
+def forward(
+    adapter: Qwen2VLAdapter, seqs: list[Sequence], aux_layer: int = 1, attn_layer: int | None = None
+) -> Forward:
+    """Pad `seqs` into one batch and run the model once (see `Forward`). With `attn_layer`, the
+    model must run eager attention: head 0 of that layer is read at each question's last token."""
     model = adapter.model
     pad_id = adapter.special.pad_id
     video_id = adapter.token_id(VIDEO_PAD)
@@ -225,12 +291,27 @@ def forward(adapter: Qwen2VLAdapter, seqs: list[Sequence], aux_layer: int = 1) -
     is_vis = (ids == video_id).to(dev)
     x = x.masked_scatter(is_vis[..., None], vis.to(x.dtype))
     out = model.model.language_model(
-        inputs_embeds=x, position_ids=pos.to(dev), output_hidden_states=aux_layer > 0
+        inputs_embeds=x,
+        position_ids=pos.to(dev),
+        output_hidden_states=aux_layer > 0,
+        output_attentions=attn_layer is not None,
     )
+    hs = out.hidden_states[aux_layer] if aux_layer > 0 else out.last_hidden_state
+    ref_hid = torch.cat([hs[b, s.ref_pos.to(dev)] for b, s in enumerate(seqs)])
+    ref_words = torch.cat([s.ref_words for s in seqs]).to(dev)
+    ref_mass = None
+    if attn_layer is not None:
+        att = out.attentions[attn_layer][:, 0]  # [B, L, L] head 0
+        ref_mass = torch.cat(
+            [
+                (att[b, s.ref_pos.to(dev), : len(s.ids)] * s.ref_mask.to(dev)).sum(-1)
+                for b, s in enumerate(seqs)
+            ]
+        )  # [Q]
     hid = out.hidden_states[aux_layer][is_vis] if aux_layer > 0 else out.last_hidden_state[is_vis]
     targets = torch.cat([s.targets for s in seqs]).to(dev)
     logits = model.lm_head(out.last_hidden_state).float()
-    return Forward(logits, labels.to(dev), answer.to(dev), vis, hid, targets)
+    return Forward(logits, labels.to(dev), answer.to(dev), vis, hid, targets, ref_mass, ref_hid, ref_words)
 
 
 class Batches:
@@ -278,13 +359,16 @@ def train(out: Path, cfg: TrainConfig, resume: bool = True) -> dict[str, float]:
     torch.set_num_threads(cfg.threads)
     ckpt_path = out / "checkpoint.pt"
     if not (resume and ckpt_path.is_file()):
-        init_run(out, cfg.seed)
+        init_run(out, cfg.seed, cfg.rope_theta)
     adapter = load_adapter(str(out))
     assert isinstance(adapter, Qwen2VLAdapter)
     model = adapter.model.train()
     if cfg.vision_lr_scale == 0:
         model.model.visual.requires_grad_(False)  # frozen: no backward through the tower
     text_cfg = model.config.text_config
+    attn_layer = cfg.attn_layer % text_cfg.num_hidden_layers
+    if cfg.attn_weight > 0:
+        model.set_attn_implementation("eager")  # attention weights are read; training only
     heads = GroundingHeads(model.config.vision_config.hidden_size, text_cfg.hidden_size).to(adapter.device)
     groups = []
     for vision in (False, True):
@@ -322,16 +406,19 @@ def train(out: Path, cfg: TrainConfig, resume: bool = True) -> dict[str, float]:
         seqs = batches(step)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg) * g["scale"]
-        fw = forward(adapter, seqs, cfg.aux_layer)
+        fw = forward(adapter, seqs, cfg.aux_layer, attn_layer if cfg.attn_weight > 0 else None)
         said, answered = fw.labels.masked_fill(fw.answer, IGNORE), fw.labels.masked_fill(~fw.answer, IGNORE)
         losses = {
             k: F.cross_entropy(fw.logits.flatten(0, 1), lab.flatten(), ignore_index=IGNORE)
             for k, lab in (("lm", said), ("qa", answered))
         }
         if cfg.aux_weight > 0:
-            losses |= heads.losses(fw.vis, fw.hid, fw.targets)
+            losses |= heads.losses(fw)
+        if fw.ref_mass is not None and len(fw.ref_mass):
+            losses["at"] = -torch.log(fw.ref_mass.clamp_min(1e-6)).mean()
         loss = losses["lm"] + cfg.answer_weight * losses["qa"]
-        loss = loss + cfg.aux_weight * sum(v for k, v in losses.items() if k not in ("lm", "qa"))
+        loss = loss + cfg.aux_weight * sum(v for k, v in losses.items() if k not in ("lm", "qa", "at"))
+        loss = loss + cfg.attn_weight * losses.get("at", 0.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)

@@ -56,6 +56,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"weight of the answers' loss (default {d.answer_weight})",
     )
     parser.add_argument(
+        "--attn-weight",
+        type=float,
+        default=d.attn_weight,
+        help=f"weight of the attention-grounding loss (default {d.attn_weight})",
+    )
+    parser.add_argument(
+        "--rope-theta",
+        type=float,
+        default=d.rope_theta,
+        help=f"RoPE base of a new model (default {d.rope_theta:g})",
+    )
+    parser.add_argument(
         "--aux-weight",
         type=float,
         default=d.aux_weight,
@@ -90,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         questions_per_chunk=args.questions,
         aux_weight=args.aux_weight,
         answer_weight=args.answer_weight,
+        attn_weight=args.attn_weight,
+        rope_theta=args.rope_theta,
         lr=args.lr,
         vision_lr_scale=args.vision_lr_scale,
         seed=args.seed,
