@@ -6,17 +6,21 @@ the shapes world of `streamrt.synth`):
 
 - full/<clip>: every frame, no pixel conversion (what `ffmpeg -f null` does): PyAV 1 thread
   (the group's reference), PyAV threaded (AUTO), OpenCV grab(), `ffmpeg -threads <cores> -f null -`,
-  ours (warm pool of <cores> single-threaded workers, native frames handed out as arrays), and once
-  ours-cold (private pool: spawn cost and head-thread time to first frame included).
+  ours (warm pool of <cores> single-threaded workers, native frames lent as read-only views of
+  the shared-memory ring, `borrow=True`), and once ours-copy (each frame copied out, the default)
+  and ours-cold (private pool: spawn cost and head-thread time to first frame included).
 - uniform64/<clip>, fps1-448/<clip>: sampling; references are the best sequential strategies we
   know: PyAV seeking to each target (continuing forward instead when the target is close) and
-  OpenCV seeking by time. Output rgb24 (448 px short side for fps1-448).
+  OpenCV seeking by time. Output rgb24 (448 px short side for fps1-448). uniform64 runs on a
+  long-GOP clip (GOP 250: nearly every GOP holds a target) and a short-GOP one (GOP 30).
 - overlap/<clip>: a consumer spending a fixed torch workload per frame (one thread), decoding with
   one worker process: decode only, compute only, both overlapped, and both in one loop (the sum).
 
 Per case: frames/s (harness), ttff_s (time to first frame), cpu_s (this process, reaped children
 and pool workers), x_ref (reference seconds / case seconds, measured in the same round) and, for
 full decode, x_ffmpeg; overlap reports overlap_vs_max = both / max(decode, compute) of the round.
+STREAMRT_BENCH_DECODE_GROUPS=uniform64,overlap (comma list of full, uniform64, fps1-448, overlap)
+runs only those groups. Results of the last run and the machine's load: docs/ingest.md.
 What this module does not know: how the decoder works; it only drives the public API.
 """
 
@@ -32,6 +36,7 @@ from pathlib import Path
 
 from streamrt.bench.harness import Bench, register
 
+GROUPS = ("full", "uniform64", "fps1-448", "overlap")
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -311,6 +316,12 @@ def bench_decode(bench: Bench) -> None:
     if not have_ffmpeg:
         raise SystemExit("streamrt bench decode needs the ffmpeg CLI (apt-get install -y ffmpeg)")
     q = bench.quick
+    groups = set(os.environ.get("STREAMRT_BENCH_DECODE_GROUPS", ",".join(GROUPS)).split(","))
+    if groups - set(GROUPS):
+        raise SystemExit(
+            f"STREAMRT_BENCH_DECODE_GROUPS: unknown {sorted(groups - set(GROUPS))}; known: {GROUPS}"
+        )
+    per_frame = None
     if q:
         full_clips = [make_clip(640, 360, 10, 30), make_clip(1920, 1080, 2, 30)]
         sparse_clip = make_clip(640, 360, 10, 250)
@@ -363,7 +374,7 @@ def bench_decode(bench: Bench) -> None:
         clip_names[p] = p.stem.replace("testsrc2-", "").replace("shapes-", "shapes-")
 
     # full decode
-    for i, p in enumerate(full_clips):
+    for i, p in enumerate(full_clips if "full" in groups else []):
         g = f"full/{clip_names[p]}"
         n = frames_of(p)
         refs = {"ref": f"{g}/pyav-1t", "ffmpeg": f"{g}/ffmpeg-cli"}
@@ -389,12 +400,20 @@ def bench_decode(bench: Bench) -> None:
             ),
             (
                 "ours",
-                lambda p=p: ours(p, pool, pixels=native),
+                lambda p=p: ours(p, pool, pixels=native, borrow=True),
                 pids,
-                f"{CORES} worker processes (warm pool), native frames",
+                f"{CORES} worker processes (warm pool), native frames lent as views of the ring (no copy here)",
             ),
         ]
         if i == 0:
+            cases.append(
+                (
+                    "ours-copy",
+                    lambda p=p: ours(p, pool, pixels=native),
+                    pids,
+                    "as ours, each frame copied out of the ring (the default, borrow=False)",
+                )
+            )
             cases.append(
                 (
                     "ours-cold",
@@ -407,138 +426,147 @@ def bench_decode(bench: Bench) -> None:
             full = f"{g}/{name}"
             bench.case(full, _case(rnd, full, fn, pid_fn, refs), work=n, unit="frames", note=note)
 
-    # sparse sampling: 64 uniform frames
-    times64 = request_times(Uniform(64), duration(sparse_clip))
-    g = f"uniform64/{clip_names[sparse_clip]}"
-    refs = {"ref": f"{g}/pyav-seek"}
+    # sparse sampling: 64 uniform frames, on a long-GOP clip (nearly every GOP holds a target: the
+    # gain comes from skipping unwanted non-reference frames) and a short-GOP one (most GOPs skipped)
     rgb = PixelSpec(format="rgb24")
-    sparse_cases = [
-        (
-            "pyav-seek",
-            lambda: pyav_seek(sparse_clip, times64, None),
-            no_pids,
-            "seek per target, 1 thread, rgb24",
-        ),
-        (
-            "opencv-seek",
-            lambda: opencv_seek(sparse_clip, times64),
-            no_pids,
-            "CAP_PROP_POS_MSEC per target, BGR",
-        ),
-        (
-            "ours",
-            lambda: ours(sparse_clip, pool, sampling=Uniform(64), pixels=rgb),
-            pids,
-            "GOPs without a target skipped, rgb24",
-        ),
-    ]
-    if q:  # OpenCV re-decodes from the keyframe for every target: seconds even on a short clip
-        del sparse_cases[1]
-    for name, fn, pid_fn, note in sparse_cases:
-        bench.case(
-            f"{g}/{name}", _case(rnd, f"{g}/{name}", fn, pid_fn, refs), work=64, unit="frames", note=note
-        )
+    for clip in (sparse_clip, fps_clip) if "uniform64" in groups else ():
+        times64 = request_times(Uniform(64), duration(clip))
+        g = f"uniform64/{clip_names[clip]}"
+        refs = {"ref": f"{g}/pyav-seek"}
+        sparse_cases = [
+            (
+                "pyav-seek",
+                lambda clip=clip, times64=times64: pyav_seek(clip, times64, None),
+                no_pids,
+                "seek per target, 1 thread, rgb24",
+            ),
+            (
+                "opencv-seek",
+                lambda clip=clip, times64=times64: opencv_seek(clip, times64),
+                no_pids,
+                "CAP_PROP_POS_MSEC per target, BGR",
+            ),
+            (
+                "ours",
+                lambda clip=clip: ours(clip, pool, sampling=Uniform(64), pixels=rgb),
+                pids,
+                "GOPs without a target skipped, unwanted non-reference frames not decoded, rgb24",
+            ),
+        ]
+        if q or clip is fps_clip:  # OpenCV re-decodes from the keyframe for every target: slow
+            del sparse_cases[1]
+        for name, fn, pid_fn, note in sparse_cases:
+            bench.case(
+                f"{g}/{name}", _case(rnd, f"{g}/{name}", fn, pid_fn, refs), work=64, unit="frames", note=note
+            )
 
     # 1 fps sampling to 448 px
-    times1 = request_times(EveryFps(1.0), duration(fps_clip))
-    g = f"fps1-448/{clip_names[fps_clip]}"
-    refs = {"ref": f"{g}/pyav-seek"}
-    s448 = PixelSpec(format="rgb24", short_side=448)
-    for name, fn, pid_fn, note in [
-        (
-            "pyav-seek",
-            lambda: pyav_seek(fps_clip, times1, 448),
-            no_pids,
-            "seek or decode forward, 1 thread, resize in swscale",
-        ),
-        (
-            "ours",
-            lambda: ours(fps_clip, pool, sampling=EveryFps(1.0), pixels=s448),
-            pids,
-            "resize in the workers",
-        ),
-    ]:
-        bench.case(
-            f"{g}/{name}",
-            _case(rnd, f"{g}/{name}", fn, pid_fn, refs),
-            work=len(times1),
-            unit="frames",
-            note=note,
-        )
+    if "fps1-448" in groups:
+        times1 = request_times(EveryFps(1.0), duration(fps_clip))
+        g = f"fps1-448/{clip_names[fps_clip]}"
+        refs = {"ref": f"{g}/pyav-seek"}
+        s448 = PixelSpec(format="rgb24", short_side=448)
+        for name, fn, pid_fn, note in [
+            (
+                "pyav-seek",
+                lambda: pyav_seek(fps_clip, times1, 448),
+                no_pids,
+                "seek or decode forward, 1 thread, resize in swscale",
+            ),
+            (
+                "ours",
+                lambda: ours(fps_clip, pool, sampling=EveryFps(1.0), pixels=s448),
+                pids,
+                "resize in the workers",
+            ),
+        ]:
+            bench.case(
+                f"{g}/{name}",
+                _case(rnd, f"{g}/{name}", fn, pid_fn, refs),
+                work=len(times1),
+                unit="frames",
+                note=note,
+            )
 
     # overlap: decode (1 worker) while the consumer computes (1 torch thread)
-    n = frames_of(overlap_clip)
-    torch.set_num_threads(1)
-    runs = []
-    for _ in range(3):
-        t = time.perf_counter()
-        ours(overlap_clip, pool1, pixels=native)
-        runs.append(time.perf_counter() - t)
-    per_frame = sorted(runs)[1] / n
-    compute = _work(_calibrate(per_frame))  # compute per frame ~ decode per frame: the hardest case
-    import numpy as np
+    if "overlap" in groups:
+        n = frames_of(overlap_clip)
+        torch.set_num_threads(1)
+        runs = []
+        for _ in range(3):
+            t = time.perf_counter()
+            ours(overlap_clip, pool1, pixels=native)
+            runs.append(time.perf_counter() - t)
+        per_frame = sorted(runs)[1] / n
+        compute = _work(_calibrate(per_frame))  # compute per frame ~ decode per frame: the hardest case
+        import numpy as np
 
-    dummy = np.zeros(640 * 360 * 3 // 2, np.uint8)  # a native 640x360 yuv420p frame
-    g = f"overlap/{clip_names[overlap_clip]}"
+        dummy = np.zeros(640 * 360 * 3 // 2, np.uint8)  # a native 640x360 yuv420p frame
+        g = f"overlap/{clip_names[overlap_clip]}"
 
-    def both() -> float:
-        from streamrt.ingest import FileDecoder
+        def both() -> float:
+            from streamrt.ingest import FileDecoder
 
-        t0 = time.perf_counter()
-        ttff = None
-        with FileDecoder(str(overlap_clip), pool=pool1, pixels=native) as d:
-            for f in d:
-                ttff = ttff or time.perf_counter() - t0
-                compute(f.pixels)
-        return ttff or 0.0
+            t0 = time.perf_counter()
+            ttff = None
+            with FileDecoder(str(overlap_clip), pool=pool1, pixels=native) as d:
+                for f in d:
+                    ttff = ttff or time.perf_counter() - t0
+                    compute(f.pixels)
+            return ttff or 0.0
 
-    def seq_sum() -> float:
-        with av.open(str(overlap_clip)) as c:
-            s = c.streams.video[0]
-            s.codec_context.thread_count = 1
-            for fr in c.decode(s):
-                compute(fr.to_ndarray().reshape(-1))
-        return 0.0
+        def seq_sum() -> float:
+            with av.open(str(overlap_clip)) as c:
+                s = c.streams.video[0]
+                s.codec_context.thread_count = 1
+                for fr in c.decode(s):
+                    compute(fr.to_ndarray().reshape(-1))
+            return 0.0
 
-    def compute_only() -> None:
-        for _ in range(n):
-            compute(dummy)
+        def compute_only() -> None:
+            for _ in range(n):
+                compute(dummy)
 
-    def both_wrapped() -> dict[str, float]:
-        out = _case(rnd, f"{g}/both", both, pool1.pids, {})()
-        dec, comp = rnd.last.get(f"{g}/decode-only"), rnd.last.get(f"{g}/compute-only")
-        if dec and comp:
-            out["overlap_vs_max"] = rnd.last[f"{g}/both"] / max(dec, comp)
-            out["sum_vs_max"] = (dec + comp) / max(dec, comp)
-        return out
+        def both_wrapped() -> dict[str, float]:
+            out = _case(rnd, f"{g}/both", both, pool1.pids, {})()
+            dec, comp = rnd.last.get(f"{g}/decode-only"), rnd.last.get(f"{g}/compute-only")
+            if dec and comp:
+                out["overlap_vs_max"] = rnd.last[f"{g}/both"] / max(dec, comp)
+                out["sum_vs_max"] = (dec + comp) / max(dec, comp)
+            return out
 
-    bench.case(
-        f"{g}/decode-only",
-        _case(rnd, f"{g}/decode-only", lambda: ours(overlap_clip, pool1, pixels=native), pool1.pids, {}),
-        work=n,
-        unit="frames",
-        note="1 worker, nothing done with the frames",
-    )
-    bench.case(
-        f"{g}/compute-only",
-        _case(rnd, f"{g}/compute-only", compute_only, no_pids, {}),
-        work=n,
-        unit="frames",
-        note="the per-frame torch work alone (1 thread)",
-    )
-    bench.case(
-        f"{g}/both", both_wrapped, work=n, unit="frames", note="1 worker decodes while the consumer computes"
-    )
-    bench.case(
-        f"{g}/one-loop",
-        _case(rnd, f"{g}/one-loop", seq_sum, no_pids, {}),
-        work=n,
-        unit="frames",
-        note="PyAV decode and compute in one loop (no overlap)",
-    )
+        bench.case(
+            f"{g}/decode-only",
+            _case(rnd, f"{g}/decode-only", lambda: ours(overlap_clip, pool1, pixels=native), pool1.pids, {}),
+            work=n,
+            unit="frames",
+            note="1 worker, nothing done with the frames",
+        )
+        bench.case(
+            f"{g}/compute-only",
+            _case(rnd, f"{g}/compute-only", compute_only, no_pids, {}),
+            work=n,
+            unit="frames",
+            note="the per-frame torch work alone (1 thread)",
+        )
+        bench.case(
+            f"{g}/both",
+            both_wrapped,
+            work=n,
+            unit="frames",
+            note="1 worker decodes while the consumer computes",
+        )
+        bench.case(
+            f"{g}/one-loop",
+            _case(rnd, f"{g}/one-loop", seq_sum, no_pids, {}),
+            work=n,
+            unit="frames",
+            note="PyAV decode and compute in one loop (no overlap)",
+        )
     bench.config = {
         "cores": CORES,
         "clips": {clip_names[p]: {"frames": frames_of(p), "path": str(p)} for p in clip_names},
+        "groups": sorted(groups),
         "overlap_compute_per_frame_s": per_frame,
         "thread_budget": f"{CORES} (ours: {CORES} single-threaded workers; ffmpeg -threads {CORES}; PyAV AUTO)",
     }

@@ -141,8 +141,9 @@ class IntervalDecoder:
                 try:
                     frames = self.ctx.decode(pkt)
                 except av.error.FFmpegError as e:  # undecodable data: skip this packet, go on
-                    st.corrupt += 1
-                    st.problem = st.problem or f"{e.strerror or e} at pts {pkt.pts} (interval {iv.seq})"
+                    if self._owns(pkt.pts, iv, wanted):  # a frame of another interval is its to count
+                        st.corrupt += 1
+                        st.problem = st.problem or f"{e.strerror or e} at pts {pkt.pts} (interval {iv.seq})"
                     frames = []
                 for fr in frames:
                     yield from self._emit(fr, iv, wanted, st)
@@ -161,10 +162,14 @@ class IntervalDecoder:
                 st.ok, st.problem = False, f"{e.strerror or e} while flushing interval {iv.seq}"
         self.ctx.flush_buffers()
 
+    @staticmethod
+    def _owns(pts: int | None, iv: Interval, wanted: set[int] | None) -> bool:
+        return pts is not None and iv.lo <= pts < iv.hi and (wanted is None or pts in wanted)
+
     def _emit(self, fr: av.VideoFrame, iv: Interval, wanted: set[int] | None, st: IntervalStatus):
         st.decoded += 1
         pts = fr.pts if fr.pts is not None else fr.dts
-        if pts is None or not (iv.lo <= pts < iv.hi) or (wanted is not None and pts not in wanted):
+        if not self._owns(pts, iv, wanted):
             return
         if fr.is_corrupt:  # the decoder concealed missing or damaged data in this picture
             st.corrupt += 1

@@ -66,7 +66,9 @@ class FileDecoder:
     closed); buffer_bytes: bound on decoded frames held in the rings; timeout: longest wait for any
     progress before `SourceTimeout`; interval_frames: merge GOPs until an interval has this many
     packets (default from the ring size); head_thread: decode the start in-process while workers start;
-    max_restarts: worker deaths survived per decode (the dead worker is replaced, its work redone).
+    max_restarts: worker deaths survived per decode (the dead worker is replaced, its work redone);
+    borrow: frames decoded by workers are read-only views of their shared-memory slot, valid until
+    the next frame is requested (no copy in this process; copy `pixels` to keep them longer).
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class FileDecoder:
         interval_frames: int | None = None,
         head_thread: bool = True,
         max_restarts: int = 2,
+        borrow: bool = False,
         source_id: str | None = None,
     ) -> None:
         self.path = str(path)
@@ -107,6 +110,7 @@ class FileDecoder:
         self._interval_frames = interval_frames
         self._head_thread = head_thread
         self._max_restarts = max_restarts
+        self._borrow = borrow
         self._pending_corrupt: tuple[str, int, float] | None = None
         self.report = DecodeReport()
         self._gen: Iterator[Frame] | None = None
@@ -243,7 +247,9 @@ class FileDecoder:
                     )
                 continue
             iv, target = inflight[0]
-            rec: Record | None = head.get(_POLL_S) if target < 0 else session.get(target, _POLL_S)
+            rec: Record | None = (
+                head.get(_POLL_S) if target < 0 else session.get(target, _POLL_S, borrow=self._borrow)
+            )
             if rec is None:
                 if target >= 0 and self._recover(pool, session, inflight):
                     last_progress = time.monotonic()
@@ -267,6 +273,8 @@ class FileDecoder:
                     )
                 continue
             if redo_after is not None and rec.pts <= redo_after:
+                if self._borrow and target >= 0:
+                    session.release(target)
                 continue  # delivered before its worker died
             last_pts = rec.pts
             if start_pts is None:
@@ -279,6 +287,8 @@ class FileDecoder:
             frame = self._frame(rec, start_pts, idx)
             self._last_t = frame.t
             yield frame
+            if self._borrow and target >= 0:
+                session.release(target)  # the consumer asked for the next frame: the lent slot is free
 
     def _recover(self, pool: DecodePool, session: Session, inflight: deque[tuple[Interval, int]]) -> bool:
         """Replace dead workers and resubmit, in order, every interval they held; False if none died.

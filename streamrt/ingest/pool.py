@@ -7,8 +7,9 @@ single-producer single-consumer buffer. A pool lives across many decodes; each d
 a fixed header record plus `slot_bytes` of pixels). The block is kept and stays mapped in every
 process between sessions (grown when a decode needs more), so a warm pool does not pay page
 faults again; `close()` unlinks it. A worker writes a frame into its next free slot and posts it;
-the parent copies it out and frees the slot, so a worker that runs ahead blocks once its ring is
-full (memory stays bounded for hour-long files). End-of-interval markers travel through the same
+the parent copies it out and frees the slot (or lends the slot itself until the consumer asks for
+the next frame), so a worker that runs ahead blocks once its ring is full (memory stays bounded
+for hour-long files). End-of-interval markers travel through the same
 ring, in order with the frames.
 
 Cancellation: the shared `active` value names the session workers may write for; setting it to -1
@@ -435,16 +436,25 @@ class Session:
     def submit(self, worker: int, iv: Interval) -> None:
         self.pool._tasks[worker].put(("task", self.sid, iv))
 
-    def get(self, worker: int, timeout: float) -> Record | None:
-        """Next record of `worker`'s ring (frames copied out, slot freed); None after `timeout` s."""
+    def get(self, worker: int, timeout: float, borrow: bool = False) -> Record | None:
+        """Next record of `worker`'s ring; None after `timeout` s. The frame is copied out and its
+        slot freed, or with `borrow` lent as a read-only view of the slot: the caller must
+        `release(worker)` before it gets the next record of that worker."""
         if not self.pool._items[worker].acquire(timeout=timeout):
             return None
         slot = self._tail[worker] % self.layout.slots
         self._tail[worker] += 1
         h = self._heads[worker, slot]
         px = None
+        lent = False
         if int(h["kind"]) == KIND_FRAME:
-            px = self._data[worker, slot, : int(h["nbytes"])].copy()  # allocation: the frame leaves the ring
+            px = self._data[worker, slot, : int(h["nbytes"])]
+            if borrow:
+                px = px.view()
+                px.flags.writeable = False
+                lent = True
+            else:
+                px = px.copy()  # allocation: the frame leaves the ring
         rec = Record(
             int(h["seq"]),
             int(h["kind"]),
@@ -458,8 +468,13 @@ class Session:
             px,
             int(h["skipped"]),
         )
-        self.pool._free[worker].release()
+        if not lent:
+            self.pool._free[worker].release()
         return rec
+
+    def release(self, worker: int) -> None:
+        """Give back the slot of the frame last lent by `get(worker, ..., borrow=True)`."""
+        self.pool._free[worker].release()
 
     def problem(self, seq: int, timeout: float = 5.0) -> tuple[int, object]:
         """The (status, detail) a worker sent for interval `seq` (it is sent before the END record)."""

@@ -167,7 +167,8 @@ def _kill_workers(pool, which: list[int]) -> list[int]:
 
 
 @needs_ffmpeg
-def test_killed_worker_is_replaced_and_its_intervals_redone(long_clip):
+@pytest.mark.parametrize("borrow", [False, True])
+def test_killed_worker_is_replaced_and_its_intervals_redone(long_clip, borrow):
     """SIGKILL both workers in the middle of a file: both are replaced, the frames they held are
     decoded again, and the output still equals the sequential decode (nothing lost, nothing twice)."""
     ref = _sequential_md5(long_clip)
@@ -180,6 +181,7 @@ def test_killed_worker_is_replaced_and_its_intervals_redone(long_clip):
             timeout=60,
             interval_frames=30,
             buffer_bytes=3 << 20,
+            borrow=borrow,
         ) as d:  # small rings: the workers are mid-interval when they are killed
             tb = Fraction(d.info.time_base)
             got, killed = [], []
