@@ -28,6 +28,15 @@ deadline; .srt / .vtt: one subtitle cue per response), so an interrupted run los
 end a summary: frames, visual tokens kept/dropped, latency p50/p99, deadline misses, queue drops,
 peak memory.
 
+Resume: with --out, the run's state (KV cache, token-drop reference, counters) is checkpointed at a
+chunk boundary every --checkpoint-every seconds to FIRST_OUT.resume (removed when the run ends).
+After a kill, a crash or a full disk, the same command with --resume continues: it restores the
+checkpoint, re-runs the few chunks after it while checking each regenerated event against the one
+already in the files (not written twice), then appends. With --speed max --on-deadline finish the
+output is exactly the uninterrupted run's (timing fields aside); a run whose output depends on the
+wall clock (responses cut at deadlines, paced files dropping stale chunks) stays consistent instead:
+at the first event that comes out differently the files are cut back to before it.
+
 examples:
   streamrt replay                                        # the demo clip with the built-in model
   streamrt replay clip.mp4 --speed max --out clip.srt
@@ -36,9 +45,17 @@ examples:
   streamrt replay webcam:0 --respond schedule:5          # comment every 5 s of stream time
   streamrt replay rtsp://camera/stream --model /models/Qwen2-VL-2B-Instruct --dtype bf16 --device cuda
   streamrt replay clip.mp4 --drop-threshold off          # keep every visual token
+  streamrt replay long.mp4 --speed max --on-deadline finish --out ev.jsonl   # killed? then:
+  streamrt replay long.mp4 --speed max --on-deadline finish --out ev.jsonl --resume
 ask files: one `SECONDS: question` per line (or JSON lines {"t": 12.5, "text": "..."}).
-exit codes: 0 done, 2 bad source / model / arguments, 130 interrupted.
+exit codes: 0 done, 2 bad source / model / arguments / resume state, 3 an output could not be written
+(disk full: the files keep every whole record; free space and rerun with --resume), 130 interrupted.
 """
+
+NOT_IN_FINGERPRINT = frozenset(
+    {"resume", "checkpoint_every", "no_progress", "summary_json", "report", "report_run", "verbose", "quiet"}
+)
+"""Arguments that do not change the events written (everything else must match to resume)."""
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +156,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar; stream text as it is decoded")
     p.add_argument("--summary-json", type=Path, metavar="PATH", help="also write the summary as JSON")
     p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run with the same arguments from its --out files and checkpoint",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --out: checkpoint the run's state this often (wall seconds, default 10; 0 = every chunk)",
+    )
+    p.add_argument(
         "--report",
         type=Path,
         metavar="DIR",
@@ -206,17 +235,24 @@ def run(args: argparse.Namespace) -> int:
         code = getattr(e, "code", "E_INGEST")
         msg = str(e) if str(e).startswith(code) else f"{code}: {e}"
         print(f"error: {msg}", file=sys.stderr)
-        return 2
+        return 3 if code == "E_ENGINE_OUT_WRITE" else 2
 
 
 def _replay(args: argparse.Namespace, source: str, questions: list, config) -> int:
     from tqdm import tqdm
 
-    from streamrt.engine import ChunkDone, StreamRun, writer_for
+    from streamrt.engine import ChunkDone, EngineError, StreamRun
+    from streamrt.engine.pipeline import save_state
     from streamrt.engine.sources import check_source, open_stream
     from streamrt.models.vlm import load_adapter
 
     check_source(source)
+    fingerprint = _fingerprint(args, source, questions)
+    ckpt = args.out[0].with_name(args.out[0].name + ".resume") if args.out else None
+    state, positions = _resume_point(args, source, ckpt, fingerprint)
+    if positions is None:
+        print(f"{args.out[0]}: the run is already complete; nothing to resume", file=sys.stderr)
+        return 0
     import os
 
     import torch
@@ -236,9 +272,35 @@ def _replay(args: argparse.Namespace, source: str, questions: list, config) -> i
         "respond": args.respond,
         "started_unix": time.time(),
     }
-    writers = [writer_for(p, meta) for p in args.out]
+    outputs = _outputs(args, meta, positions)
     speed = None if opened.live else args.speed
-    run = StreamRun(adapter, opened.frames, config, questions=questions, speed=speed, live=opened.live)
+    last_ckpt = time.monotonic()
+
+    def checkpoint() -> None:
+        nonlocal last_ckpt
+        if ckpt is None or time.monotonic() - last_ckpt < args.checkpoint_every:
+            return
+        st = run.state()
+        if st is None:
+            return
+        try:
+            save_state(ckpt, st, {"fingerprint": fingerprint, "positions": outputs.positions()})
+        except EngineError as e:  # the previous checkpoint stays; a resume re-runs a little more
+            log.warning("%s", e)
+        last_ckpt = time.monotonic()
+
+    run = StreamRun(
+        adapter,
+        opened.frames,
+        config,
+        questions=questions,
+        speed=speed,
+        live=opened.live,
+        resume=state,
+        on_boundary=checkpoint,
+    )
+    if state is not None:
+        log.info("resuming after chunk %d (stream time %.2f s)", state.chunk, state.t_end)
     bar = None
     if not args.no_progress and not opened.live and sys.stderr.isatty():
         bar = tqdm(total=round(opened.duration_s or 0, 1) or None, unit="s", desc="replay", file=sys.stderr)
@@ -246,8 +308,7 @@ def _replay(args: argparse.Namespace, source: str, questions: list, config) -> i
     interrupted = False
     try:
         for out in run:
-            for w in writers:
-                w.write(out)
+            outputs.write(out)
             printer.show(out)
             if isinstance(out, ChunkDone) and bar is not None:
                 bar.n = round(min(out.t_end, bar.total or out.t_end), 1)
@@ -255,15 +316,26 @@ def _replay(args: argparse.Namespace, source: str, questions: list, config) -> i
                 bar.set_postfix_str(f"{out.t_end / wall:.1f}x real time" if wall > 0 else "")
     except KeyboardInterrupt:
         interrupted = True
+    except BaseException:
+        outputs.close()
+        raise
     finally:
         run.close()
         if bar is not None:
             bar.close()
     summary = run.summary()
-    for w in writers:
-        if hasattr(w, "summary"):
-            w.summary(summary.to_json())
-        w.close()
+    try:
+        outputs.summary(summary.to_json(), complete=not interrupted)
+    finally:
+        outputs.close()
+    if ckpt is not None and not interrupted:
+        ckpt.unlink(missing_ok=True)
+    if outputs.diverged_at is not None:
+        print(
+            f"resume: event {outputs.diverged_at} came out differently than in the interrupted run (its output "
+            "depended on the wall clock); the files were cut back to the events before it",
+            file=sys.stderr,
+        )
     print(("interrupted\n" if interrupted else "") + summary.format(), file=sys.stderr)
     if args.summary_json:
         args.summary_json.write_text(json.dumps(summary.to_json(), indent=2) + "\n")
@@ -272,6 +344,67 @@ def _replay(args: argparse.Namespace, source: str, questions: list, config) -> i
 
         print(f"report: {write_report(args.report_run, args.report, source)}", file=sys.stderr)
     return 130 if interrupted else 0
+
+
+def _fingerprint(args: argparse.Namespace, source: str, questions: list) -> dict[str, object]:
+    """What must be equal for a resumed run to continue the interrupted one: every argument that
+    shapes the events, the questions (an --ask-file is read), and the source file's size and mtime."""
+    fp: dict[str, object] = {
+        k: str(v)
+        for k, v in sorted(vars(args).items())
+        if not k.startswith("_") and k not in NOT_IN_FINGERPRINT
+    }
+    fp["source"] = source
+    fp["questions"] = [f"{q.t}:{q.id}:{q.text}" for q in questions]
+    try:
+        st = Path(source).stat()
+        fp["source_stat"] = f"{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        pass
+    return fp
+
+
+def _resume_point(args: argparse.Namespace, source: str, ckpt: Path | None, fingerprint: dict[str, object]):
+    """(RunState or None, positions per file or None when the run already completed). Without
+    --resume: (None, {}) and any old checkpoint removed."""
+    from streamrt.engine import EngineError
+    from streamrt.engine.pipeline import load_state
+    from streamrt.engine.writers import ExistingFile
+    from streamrt.ingest import source_kind
+
+    if not args.resume:
+        if ckpt is not None:
+            ckpt.unlink(missing_ok=True)
+        return None, {}
+    if ckpt is None:
+        raise EngineError(
+            "E_ENGINE_RESUME", "--resume continues the files named by --out: give the same --out"
+        )
+    if source_kind(source) != "file":
+        raise EngineError("E_ENGINE_RESUME", f"{source}: a live source cannot be resumed (only files)")
+    if any(ExistingFile(p).complete for p in args.out):
+        return None, None
+    if not ckpt.exists():
+        return None, {}  # killed before the first checkpoint: re-run from the start against the files
+    state, extra = load_state(ckpt)
+    saved = extra.get("fingerprint", {})
+    if saved != fingerprint:
+        assert isinstance(saved, dict)
+        diff = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
+        raise EngineError(
+            "E_ENGINE_RESUME",
+            f"{ckpt}: the interrupted run had other arguments or another source ({', '.join(diff)}); "
+            "rerun with the same ones, or without --resume to start over",
+        )
+    return state, dict(extra.get("positions", {}))  # type: ignore[call-overload]
+
+
+def _outputs(args: argparse.Namespace, meta: dict[str, object], positions: dict[str, int]):
+    from streamrt.engine.writers import ExistingFile, Outputs
+
+    if not args.resume:
+        return Outputs.create(args.out, meta)
+    return Outputs([ExistingFile(p).open(positions.get(str(p), 0), meta) for p in args.out], args.out)
 
 
 class _Printer:

@@ -20,22 +20,43 @@ by the speed-up when a file is paced faster than real time).
 
 `StreamRun` owns the threads, the queues, the question inbox and the statistics; iterate it for
 outputs, `ask()` from any thread, `close()` (or leave the `with` block) to stop everything.
+
+Resume (`streamrt replay --resume`): at a chunk boundary (every output of the chunk consumed, no
+response suspended, no question waiting) `state()` returns a `RunState`: the StreamCache's valid
+rows and tables (`CacheSnapshot`), the session's response counter and last commentary time, the
+token drop's reference frame features, the statistics and the index of the last chunk done.
+`StreamRun(..., resume=state)` over the same source restores them and skips the chunks up to that
+index (the chunker still sees every frame, so grid and counters are as before). Why the rest of the
+run is then the uninterrupted run's: every later computation reads only that state and the later
+chunks' pixels (the chunker and the decoder are deterministic functions of the file), and torch's
+CPU kernels give bitwise-equal results for equal inputs and shapes; questions due by the boundary
+were answered before it. `save_state` / `load_state` put a RunState in a file (torch tensors and
+plain values only, loadable with `weights_only=True`), written to a temporary name and renamed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import torch
 
+from streamrt.cache import CacheSnapshot
+from streamrt.cache.types import Segment
 from streamrt.engine.asks import Inbox
 from streamrt.engine.chunker import Chunker
 from streamrt.engine.config import EngineConfig
 from streamrt.engine.encoder import ChunkEncoder
+from streamrt.engine.errors import EngineError
 from streamrt.engine.queues import BoundedQueue, Closed
 from streamrt.engine.session import Session
 from streamrt.engine.stats import StatsCollector, Summary
@@ -71,11 +92,74 @@ def source_drops(frames: object) -> dict[str, int]:
     return out
 
 
+@dataclass(slots=True)
+class RunState:
+    """A StreamRun at a chunk boundary: what it needs to go on exactly as if it had not stopped."""
+
+    chunk: int
+    """Index of the last chunk the language model finished."""
+    t_end: float
+    """Its stream end time (questions asked up to it were answered)."""
+    cache: CacheSnapshot
+    responses: int
+    """Responses started so far (the next one's segment id is this + 1)."""
+    last_spoke: float | None
+    reference: torch.Tensor  # [h*w, C] last encoded frame's features (token-drop reference)
+    stats: dict[str, object]
+    """The StatsCollector's fields (counters and bounded latency rings)."""
+    stale_chunks: int
+    elapsed_s: float
+    """Wall seconds the run had taken (so the summary's real-time factor spans the whole run)."""
+
+    def to_dict(self) -> dict[str, object]:
+        snap = {f.name: getattr(self.cache, f.name) for f in dataclasses.fields(self.cache)}
+        snap["segments"] = [
+            {f.name: getattr(s, f.name) for f in dataclasses.fields(s)} for s in self.cache.segments
+        ]
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["cache"] = snap
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> RunState:
+        snap = dict(d["cache"])  # type: ignore[call-overload]
+        snap["segments"] = tuple(Segment(**s) for s in snap["segments"])
+        return cls(**{**d, "cache": CacheSnapshot(**snap)})  # type: ignore[arg-type]
+
+
+def save_state(path: Path, state: RunState, extra: dict[str, object]) -> None:
+    """Write `state` (and `extra`: plain values) to `path` atomically: a temporary file, fsync, rename.
+    A failure (disk full) leaves the previous file in place and raises E_ENGINE_OUT_WRITE."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save({**extra, "state": state.to_dict()}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch's zip writer reports a failed write as RuntimeError
+        tmp.unlink(missing_ok=True)
+        why = e.strerror if isinstance(e, OSError) else "write failed; disk full?"
+        raise EngineError("E_ENGINE_OUT_WRITE", f"{path}: cannot write the resume checkpoint ({why})") from e
+
+
+def load_state(path: Path) -> tuple[RunState, dict[str, object]]:
+    """Read what `save_state` wrote: (state, extra). E_ENGINE_RESUME when unreadable."""
+    try:
+        d = torch.load(path, weights_only=True)
+        return RunState.from_dict(d.pop("state")), d
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the same user problem
+        raise EngineError("E_ENGINE_RESUME", f"{path}: unreadable resume checkpoint ({e})") from e
+
+
 class StreamRun:
     """A running session over one source (see module docstring).
 
     speed: None = as fast as possible ("max"); a number = paced at that multiple of real time (1.0 =
     "realtime"). live: the source is live (frames carry `capture_time`; never paced; drop_oldest).
+    resume: go on from a `RunState` of a run over the same source and config (see module docstring).
+    on_boundary: called on the caller's thread after every chunk, once all its outputs were
+    consumed (where `state()` can be taken).
     """
 
     def __init__(
@@ -87,6 +171,8 @@ class StreamRun:
         questions: Iterable[Question] = (),
         speed: float | None = None,
         live: bool = False,
+        resume: RunState | None = None,
+        on_boundary: Callable[[], None] | None = None,
     ) -> None:
         self.adapter = adapter
         self.config = cfg = config or EngineConfig()
@@ -120,6 +206,15 @@ class StreamRun:
             threading.Thread(target=self._encode, name="streamrt-encoder", daemon=True),
         ]
         self._started = False
+        self._on_boundary = on_boundary
+        self._done: tuple[int, float, torch.Tensor] | None = None
+        """The last chunk done: (index, t_end, its last frame's features [h*w, C])."""
+        self._skip_through = -1
+        """Chunks up to this index were done before a resume: the feeder does not send them."""
+        self._resume_t = 0.0
+        self._elapsed = 0.0
+        if resume is not None:
+            self._restore(resume)
 
     # ---- public --------------------------------------------------------------------------------
     def ask(self, text: str, t: float | None = None, qid: str | None = None) -> Question:
@@ -134,13 +229,57 @@ class StreamRun:
         if self._started:
             raise RuntimeError("a StreamRun can be iterated once")
         self._started = True
-        self.stats.started = time.monotonic()
+        self.stats.started = time.monotonic() - self._elapsed
         for th in self._threads:
             th.start()
         try:
             yield from self._language()
         finally:
             self.close()
+
+    def state(self) -> RunState | None:
+        """The run at the current chunk boundary, or None where it cannot be resumed from (before the
+        first chunk, a response suspended or a question waiting). Call from `on_boundary`."""
+        s = self.session
+        if self._done is None or s._suspended is not None or s._waiting:  # noqa: SLF001
+            return None
+        index, t_end, ref = self._done
+        stats = {f.name: getattr(self.stats, f.name) for f in dataclasses.fields(self.stats)}
+        for k, v in stats.items():
+            if isinstance(v, (deque, set)):
+                stats[k] = [list(x) if isinstance(x, tuple) else x for x in v]
+        return RunState(
+            chunk=index,
+            t_end=t_end,
+            cache=s.store.snapshot(),
+            responses=s._segments,  # noqa: SLF001 - the session's response counter
+            last_spoke=s.last_spoke,
+            reference=ref.clone(),
+            stats=stats,
+            stale_chunks=self.stale_chunks,
+            elapsed_s=time.monotonic() - self.stats.started,
+        )
+
+    def _restore(self, r: RunState) -> None:
+        s = self.session
+        s.store.restore(r.cache)
+        s._segments = r.responses  # noqa: SLF001 - the session's response counter
+        s.last_spoke = r.last_spoke
+        self.encoder._prev = r.reference  # noqa: SLF001 - the token drop's reference frame
+        self.inbox.due(r.t_end)  # answered before the boundary
+        for k, v in r.stats.items():
+            cur = getattr(self.stats, k)
+            if isinstance(cur, deque):
+                cur.extend(tuple(x) if isinstance(x, list) else x for x in v)  # type: ignore[attr-defined]
+            elif isinstance(cur, set):
+                cur.update(v)  # type: ignore[arg-type]
+            else:
+                setattr(self.stats, k, v)
+        self.stale_chunks = r.stale_chunks
+        self._skip_through = r.chunk
+        self._resume_t = r.t_end
+        self._elapsed = r.elapsed_s
+        self._done = (r.chunk, r.t_end, r.reference)
 
     def close(self) -> None:
         """Stop every stage and join the threads (idempotent)."""
@@ -172,10 +311,14 @@ class StreamRun:
     def _feed(self) -> None:
         try:
             start = time.monotonic()
+            skipping = self._skip_through >= 0
             for f in self._frames:
                 if self._stop.is_set():
                     return
-                if self.paced:
+                if skipping and f.t >= self._resume_t - 0.5 / self.fps:
+                    skipping = False  # resumed: the first frame after the boundary; pace from here
+                    start = time.monotonic() - f.t / (self.speed or 1.0)
+                if self.paced and not skipping:
                     assert self.speed is not None
                     wait = start + f.t / self.speed - time.monotonic()
                     if wait > 0 and self._stop.wait(wait):
@@ -183,10 +326,10 @@ class StreamRun:
                 capture = getattr(f, "capture_time", None) if self.live else None
                 self._latest_t = f.t
                 chunk = self.chunker.push(f.pixels, f.t, capture if capture is not None else time.monotonic())
-                if chunk is not None:
+                if chunk is not None and chunk.index > self._skip_through:
                     self.chunks.put(chunk)
             chunk = self.chunker.flush()
-            if chunk is not None:
+            if chunk is not None and chunk.index > self._skip_through:
                 self.chunks.put(chunk)
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
             self._error = e
@@ -234,6 +377,9 @@ class StreamRun:
             for out in self.session.process(enc, self.inbox.due(chunk.t_end), capture, deadline):
                 self.stats.observe(out)
                 yield out
+            self._done = (chunk.index, chunk.t_end, enc.vision.features[-1])
+            if self._on_boundary is not None:
+                self._on_boundary()
             free = time.monotonic()
         if self._error is not None:
             raise self._error
@@ -242,4 +388,4 @@ class StreamRun:
             yield out
 
 
-__all__ = ["ChunkDone", "FrameLike", "StreamRun"]
+__all__ = ["ChunkDone", "FrameLike", "RunState", "StreamRun", "load_state", "save_state"]
