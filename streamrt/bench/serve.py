@@ -13,6 +13,9 @@ budget), answered share (outputs / inputs), latency p50/p95/p99, jitter (|differ
 latencies| per client, p50/p99), the server's drops per reason (from its /metrics), server CPU (% of
 one core) and RSS (end of run, and growth during the run). Models: the built-in ones when present,
 else the same architectures with random weights (the compute is the same; reported in the config).
+Environment: STREAMRT_BENCH_SERVE_MODES (comma-separated, default both; quick: generate) and
+STREAMRT_BENCH_SERVE_MAX_BATCH (the server's --max-batch, default 8; 1 turns cross-session batching
+off, to compare capacities with and without it).
 """
 
 from __future__ import annotations
@@ -243,8 +246,10 @@ def bench_serve(bench: Bench) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="streamrt-bench-serve-"))
     atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     extra, used = _models(tmp)
-    server = ServerProcess(extra)
-    modes = ("generate",) if bench.quick else tuple(MODES)
+    max_batch = int(os.environ.get("STREAMRT_BENCH_SERVE_MAX_BATCH", "8"))
+    server = ServerProcess([*extra, "--max-batch", str(max_batch)])
+    default_modes = "generate" if bench.quick else ",".join(MODES)
+    modes = tuple(os.environ.get("STREAMRT_BENCH_SERVE_MODES", default_modes).split(","))
     caps = {}
     for mode in modes:
         cap, tried = find_capacity(server, mode, seconds)
@@ -263,6 +268,7 @@ def bench_serve(bench: Bench) -> None:
             )
     bench.config = {
         "seconds_per_run": seconds,
+        "max_batch": max_batch,
         "models": used,
         "modes": {m: MODES[m] for m in modes},
         "capacity": caps,

@@ -78,8 +78,9 @@ def measure_session(
     frame_size: tuple[int, int] = (64, 64),
 ) -> SessionCost:
     """Build `probes` engines, step each `steps` times (input frames when the mode takes them), and take
-    the resident-memory growth per engine. One engine is built and stepped first and dropped (one-time
-    allocations of the first forward are part of the baseline, not of a session)."""
+    the resident-memory growth per engine. One engine is built and stepped first (one-time allocations
+    of the first forward are part of the baseline, not of a session) and kept alive while the probes
+    run, so they cannot reuse its freed memory and look cheaper than a session next to others."""
 
     def build_and_step() -> SessionEngine:
         eng = factory(params)
@@ -91,12 +92,10 @@ def measure_session(
             eng.step(frame if eng.wants_input else None)
         return eng
 
-    warm = build_and_step()
-    warm.close()
-    del warm
+    engines = [build_and_step()]
     gc.collect()
     before = rss_bytes()
-    engines = [build_and_step() for _ in range(probes)]
+    engines += [build_and_step() for _ in range(probes)]
     grown = max(0, rss_bytes() - before) // probes
     cache = max(e.cache_bytes() for e in engines)
     for e in engines:
@@ -163,11 +162,13 @@ class MemoryBudget:
             "limit_mib": round(self.limit / mib, 1),
             "baseline_mib": round(self.baseline / mib, 1),
             "available_mib": round(self.available / mib, 1),
+            "available_bytes": self.available,
             "reserved_mib": round(self.reserved / mib, 1),
             "per_session_mib": {
                 m: {
                     "kv_cache": round(c.cache_bytes / mib, 2),
                     "overhead": round(c.overhead_bytes / mib, 2),
+                    "bytes": c.total,
                     "capacity": self.capacity(m),
                 }
                 for m, c in self.costs.items()

@@ -6,7 +6,9 @@ the oldest buffered frame, drops it when already late (`expired_in_buffer`), and
 params, engine step, encode) to the scheduler; jobs that expire there are dropped too (`expired`).
 Modes without input are paced: one tick every `engine.tick_interval_s()`, due one budget after its
 release; a pump that falls more than a budget behind re-bases its clock (`behind`). Parameter changes
-are merged (latest wins per key) and applied at the start of the next job. Owns: the buffer, counters,
+are merged (latest wins per key) and applied at the start of the next job. A job whose engine offers a
+batch key (and that applies no new parameters) may run in one worker call with other sessions' jobs
+(`run_batch`; the scheduler groups them). Owns: the buffer, counters,
 latency window and the outbox. Does not know the socket (the server reads and writes it).
 """
 

@@ -109,16 +109,17 @@ def _run(gen_model, arun, *, batched: bool):
                 dict(srv.scheduler.counters),
             )
 
-    bad_evs, frames, left, fd_growth, alive, counters = arun(body(), 60)
+    bad_evs, frames, left, fd_growth, alive, counters = arun(body(), 180)
     errors = [e for e in bad_evs if isinstance(e, ServerError)]
     assert [e.code for e in errors] == ["E_INTERNAL"], bad_evs
     assert "engine failed" in errors[0].message and "RuntimeError" in errors[0].message
     assert isinstance(bad_evs[-1], End) and bad_evs[-1].reason == "error"
-    got_before = sum(isinstance(e, OutputFrameEvent) for e in bad_evs)
-    assert got_before == FAIL_AFTER * 2  # its frames up to the fault (2-frame blocks) arrived
+    seqs = [e.header.seq for e in bad_evs if isinstance(e, OutputFrameEvent)]
+    assert seqs and max(seqs) == FAIL_AFTER * 2 - 1  # its frames up to the fault (2-frame blocks) came
     for (prompt, seed), fr in zip(healthy, frames, strict=True):  # the others carried on, unharmed
-        ref = _solo(gen_model, prompt, seed, n_frames)
-        for f, r in zip(fr, ref, strict=True):
+        ref = _solo(gen_model, prompt, seed, max(f.header.seq for f in fr) + 1)
+        for f in fr:  # by output seq: a frame dropped for a slow reader does not shift the comparison
+            r = ref[f.header.seq]
             diff = np.abs(f.pixels().astype(int) - r.astype(int))
             assert diff.max() <= 1 and (diff == 0).mean() > 0.99, prompt
     assert not left, left
