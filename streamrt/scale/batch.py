@@ -211,7 +211,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 # ---- one video (runs inside a Ray task) -------------------------------------------------------------
 def replay_one(
-    job: BatchJob, out_dir: str, formats: Sequence[str], replay_args: Sequence[str]
+    job: BatchJob, out_dir: str, formats: Sequence[str], template: argparse.Namespace
 ) -> VideoResult:
     """Replay one video into a scratch folder, then move its outputs into `out_dir` and write the marker.
     The replay's stdout/stderr go to OUT/.streamrt-batch/NAME.log. Never raises for a bad video: the
@@ -223,7 +223,8 @@ def replay_one(
     scratch = state / f"{job.name}.part-{uuid.uuid4().hex[:8]}"  # unique per attempt (Ray may retry)
     scratch.mkdir(parents=True)
     t0 = time.monotonic()
-    ns = replay_namespace(job.source, replay_args)
+    ns = argparse.Namespace(**vars(template))
+    ns.source = job.source
     ns.out = [scratch / f"{job.name}{f}" for f in formats]
     ns.summary_json = scratch / "summary.json"
     log_path = scratch / "replay.log"
@@ -244,7 +245,8 @@ def replay_one(
     names = tuple(p.name for p in ns.out)
     for p in ns.out:
         os.replace(p, out / p.name)
-    rec = {"source": job.source, "outputs": list(names), "replay_args": list(replay_args), "summary": summary}
+    options = {k: v if isinstance(v, int | float | str | None) else str(v) for k, v in vars(template).items()}
+    rec = {"source": job.source, "outputs": list(names), "replay_options": options, "summary": summary}
     _write_atomic(marker_path(out, job.name), json.dumps(rec, indent=1) + "\n")
     shutil.rmtree(scratch, ignore_errors=True)
     return VideoResult(job.name, job.source, "done", wall, summary, names)
@@ -255,7 +257,7 @@ def run_batch(
     inputs: str | Path,
     out_dir: str | Path,
     *,
-    replay_args: Sequence[str] = (),
+    replay_args: Sequence[str] | argparse.Namespace = (),
     formats: Sequence[str] = (".jsonl",),
     redo: bool = False,
     cpus_per_task: float = 1.0,
@@ -265,7 +267,9 @@ def run_batch(
 ) -> BatchReport:
     """Replay every video of `inputs` (folder or glob) into `out_dir` on Ray (see module docstring).
 
-    replay_args: `streamrt replay` options applied to every video (e.g. ["--on-deadline", "finish"]);
+    replay_args: `streamrt replay` options applied to every video (e.g. ["--on-deadline", "finish"]), or
+    an already parsed replay Namespace (the command's own, `cli.run_batch_from_args`; used as is, but
+    with its source, outputs, summary file and progress bar set per video);
     formats: outputs per video (.jsonl, .srt, .vtt); redo: replay finished videos again; cpus_per_task:
     Ray CPUs each task reserves; max_in_flight: tasks submitted at once (default: 2 x the cluster's
     CPUs); address: Ray cluster to join when Ray is not initialised yet (None: start a local one).
@@ -273,8 +277,14 @@ def run_batch(
     ray = import_ray()
     fmts = check_formats(formats)
     jobs = plan(find_inputs(inputs))
-    for job in jobs[:1]:
-        replay_namespace(job.source, replay_args)  # bad options fail here, before any task runs
+    if isinstance(replay_args, argparse.Namespace):
+        template = argparse.Namespace(**vars(replay_args))
+        template.out, template.summary_json, template.report, template.no_progress = [], None, None, True
+    else:
+        args = list(replay_args)
+        if not any(a.split("=", 1)[0] == "--threads" for a in args):
+            args += ["--threads", str(max(1, int(cpus_per_task)))]
+        template = replay_namespace(jobs[0].source, args)  # bad options fail here, before any task runs
     out = Path(out_dir)
     (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -299,9 +309,6 @@ def run_batch(
     window = max_in_flight or 0
     if todo and not window:
         window = max(1, int(2 * ray.cluster_resources().get("CPU", 1) / cpus_per_task))
-    args = list(replay_args)
-    if not any(a.split("=", 1)[0] == "--threads" for a in args):
-        args += ["--threads", str(max(1, int(cpus_per_task)))]
     task = ray.remote(num_cpus=cpus_per_task)(replay_one)
     pending: dict[object, BatchJob] = {}
     queue = list(todo)
@@ -309,7 +316,7 @@ def run_batch(
         while queue or pending:
             while queue and len(pending) < window:
                 job = queue.pop(0)
-                pending[task.remote(job, str(out), fmts, args)] = job
+                pending[task.remote(job, str(out), fmts, template)] = job
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 job = pending.pop(ref)
