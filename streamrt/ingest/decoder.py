@@ -351,7 +351,9 @@ class FileDecoder:
         if status != STATUS_CORRUPT and is_last:
             self._stopped(f"{msg} (the file ends early: truncated)")
             return
-        self._corrupt(f"{msg} ({skipped} corrupt frames skipped)", skipped, where, defer=is_last)
+        if skipped:
+            msg = f"{msg} ({skipped} corrupt frames skipped)"
+        self._corrupt(msg, skipped, where, defer=is_last)
 
     def _corrupt(self, msg: str, skipped: int, where: float, defer: bool = False) -> None:
         """Skipped corrupt frames: CorruptData when strict, else counted. In the last interval the
