@@ -3,7 +3,7 @@
 A session's cost is its KV cache at full size (from the engine's own buffers: `SessionEngine.cache_bytes`,
 which follow from the model config and the cache capacity) plus a measured overhead (`measure_session`:
 the resident-memory growth of a few probe sessions built and stepped in this process, per session,
-minus what their caches account for; never below zero). The server reserves a session's cost at hello
+minus the part of their caches written so far; never below zero). The server reserves a session's cost at hello
 and releases it when the session is gone; a hello that does not fit is refused with E_FULL and a retry
 hint, so the process never grows past the budget by admitting sessions. `baseline_bytes` is the
 resident memory of the process with its models loaded and warmed up (measured at start); `headroom`
@@ -98,11 +98,12 @@ def measure_session(
     engines += [build_and_step() for _ in range(probes)]
     grown = max(0, rss_bytes() - before) // probes
     cache = max(e.cache_bytes() for e in engines)
+    written = max(e.cache_bytes(used=True) for e in engines[1:])  # resident part of the cache
     for e in engines:
         e.close()
     del engines
     gc.collect()
-    return SessionCost(cache, max(0, grown - cache))
+    return SessionCost(cache, max(0, grown - written))
 
 
 class MemoryBudget:

@@ -130,8 +130,9 @@ class SessionEngine(ABC):
         """Move one rung down now (the scheduler predicts a miss); False when already at the bottom."""
         return False
 
-    def cache_bytes(self) -> int:
-        """Bytes of the session's KV cache at full size (memory admission, streamrt.server.budget)."""
+    def cache_bytes(self, used: bool = False) -> int:
+        """Bytes of the session's KV cache at full size (memory admission, streamrt.server.budget), or
+        with `used` only the part written so far (resident memory; the rest may be untouched pages)."""
         return 0
 
     @abstractmethod

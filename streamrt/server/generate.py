@@ -194,8 +194,9 @@ class GenerateEngine(SessionEngine):
         self.engine.set_level(lad.level)
         return True
 
-    def cache_bytes(self) -> int:
-        """K/V buffers and master keys, plus the clean frames kept for recache ([S + W] frames)."""
+    def cache_bytes(self, used: bool = False) -> int:
+        """K/V buffers and master keys, plus the clean frames kept for recache ([S + W] frames); every
+        slot is written once the stream is S + W + M frames long, so `used` counts them all."""
         eng, st = self.engine, self.engine.cache.stats()
         frames = (eng.cfg.sink_frames + eng.cfg.window_frames) * 3 * eng.h * eng.w * eng.dtype.itemsize
         return st.kv_bytes + frames

@@ -197,8 +197,9 @@ class UnderstandEngine(SessionEngine):
         self._set_level(self.level + 1)
         return True
 
-    def cache_bytes(self) -> int:
-        return self.session.store.memory().allocated_bytes
+    def cache_bytes(self, used: bool = False) -> int:
+        mem = self.session.store.memory()
+        return mem.used_bytes if used else mem.allocated_bytes
 
     def close(self) -> None:
         self._texts.clear()  # the cache goes with the session object
