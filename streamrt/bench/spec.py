@@ -13,6 +13,12 @@ Workloads (each skipped with a message when its model is absent):
   `prompt_lookup_num_tokens=`, `assistant_model=` (the target's early layers as a standalone
   model), and our drafters.
 
+- engine: the understanding engine replaying a generated stream (`StreamRun`, the built-in model,
+  deadlines never cut so both runs do the same work) with `EngineConfig.spec` off and on: whole-run
+  throughput in stream seconds per second (vision encoding and prefill included, which speculation
+  does not touch), x_plain (plain run seconds / this run's, same repeat), tokens per target forward
+  and identical (the responses equal the plain run's).
+
 Per case: tokens/s (harness throughput: the whole case, prefills included), and extras:
 decode_tok_s (tokens after the first per second of decoding, prefill excluded for every method),
 x_plain (plain greedy decode seconds of the same round / this case's), mean_accepted (tokens per
@@ -329,8 +335,50 @@ def _ids_only(p) -> dict[str, object]:
     return {"input_ids": torch.tensor([p.context_ids])}
 
 
+def _engine(bench: Bench, last_plain: dict[str, float]) -> None:
+    import itertools
+
+    from streamrt.engine import EngineConfig, FinishResponse, ResponseEnd, StreamRun
+    from streamrt.engine.config import Speculation
+    from streamrt.models.vlm import load_adapter
+    from streamrt.synth import World, WorldConfig
+
+    adapter = load_adapter(os.environ.get("STREAMRT_SPEC_VLM", "builtin"))
+    seconds = 20.0 if bench.quick else 60.0
+    h, w = adapter.settings.frame_size or (180, 320)
+    world = World(WorldConfig.preset("demo", seed=11, fps=adapter.fps, width=w, height=h))
+    frames = list(itertools.islice(world.frames(), round(seconds * adapter.fps)))
+    reference: list[tuple[str, float, str]] = []
+    bench.config["engine"] = {"stream_s": seconds, "fps": adapter.fps, "preset": "demo", "seed": 11}
+
+    def case(spec: Speculation | None):
+        def run() -> dict[str, float]:
+            t0 = time.perf_counter()
+            r = StreamRun(adapter, frames, EngineConfig(on_deadline=FinishResponse(), spec=spec))
+            said = [(o.kind, o.t, o.text) for o in r if isinstance(o, ResponseEnd)]
+            r.close()
+            dt = time.perf_counter() - t0
+            if spec is None:
+                last_plain["engine"] = dt
+                reference[:] = said
+            dec = r.session.decoder
+            return {
+                "x_plain": last_plain.get("engine", dt) / dt,
+                "responses": len(said),
+                "fwd_per_token": dec.totals.forwards_per_token if dec else 1.0,
+                "identical": float(said == reference) if reference else 1.0,
+            }
+
+        return run
+
+    for name, spec in (("plain", None), ("spec", Speculation())):
+        bench.case(f"engine/{name}", case(spec), work=seconds, unit="stream-s")
+
+
 @register("spec", "speculative decoding vs plain greedy and transformers' assisted generation")
 def bench_spec(bench: Bench) -> None:
     last_plain: dict[str, float] = {}
     has_commentary = _commentary(bench, last_plain)
     _text(bench, last_plain, baseline=not has_commentary)
+    if has_commentary:
+        _engine(bench, last_plain)

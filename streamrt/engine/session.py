@@ -219,15 +219,16 @@ class Session:
             except StopIteration as done:
                 reason: EndReason | None = done.value
                 break
-            r.ids += fed
-            text = self.adapter.decode(r.ids)
-            if text.startswith(r.text) and len(text) > len(r.text):
-                now = time.monotonic()
-                yield TextDelta(
-                    r.segment, r.kind, text[len(r.text) :], r.t, r.capture, now, now <= deadline,
-                    r.question.id if r.question else None,
-                )  # fmt: skip
-                r.text = text
+            for tok in fed:  # one delta per token, as plain decoding streams them
+                r.ids.append(tok)
+                text = self.adapter.decode(r.ids)
+                if text.startswith(r.text) and len(text) > len(r.text):
+                    now = time.monotonic()
+                    yield TextDelta(
+                        r.segment, r.kind, text[len(r.text) :], r.t, r.capture, now, now <= deadline,
+                        r.question.id if r.question else None,
+                    )  # fmt: skip
+                    r.text = text
         if reason is None:
             self._suspended = r
             return
@@ -268,6 +269,16 @@ class Session:
         end reasons as `_plain`, several tokens per target forward. Yields the tokens each round fed."""
         dec = self.decoder
         assert dec is not None
+        if isinstance(policy, ResumeResponse) and time.monotonic() >= deadline:
+            # already late: plain decoding's one token of progress, then suspend, exactly as `_plain`
+            steps = self._plain(r, cap, deadline, policy)
+            while True:
+                try:
+                    fed = next(steps)
+                except StopIteration as done:
+                    return done.value
+                self._observe(fed)
+                yield fed
         emitted: list[int] = []  # r.next_token and everything after it; all but the last are fed
         rounds = dec.rounds(
             r.next_token,

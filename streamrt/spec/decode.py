@@ -247,8 +247,10 @@ class SpeculativeDecoder:
         plans = [(self.planner.plan(d.name, d.seconds_per_token, limit), d) for d in self.drafters]
         plans.sort(key=lambda pd: -pd[0].rate)
         spent = 0.0
-        for plan, d in plans:
-            if plan.k == 0:
+        for i, (plan, d) in enumerate(plans):
+            if plan.k == 0:  # plans with k > 0 rank first: from here on none beats plain decoding
+                for _, idle in plans[i:]:
+                    self.planner.skip(idle.name)
                 break
             prop = d.propose(self.history, plan.k, params, generator)
             spent += prop.seconds

@@ -54,9 +54,11 @@ class SpecConfig:
     fixed_draft: int = 4
     """Draft length when `adaptive` is False."""
     acceptance_prior: float = 0.6
-    """Per-token acceptance assumed for a drafter before anything was measured."""
+    """Acceptance per draft position assumed for a drafter before anything was measured."""
     acceptance_decay: float = 0.9
-    """EMA factor of the measured per-token acceptance (closer to 1 = slower to adapt)."""
+    """EMA factor of the measured acceptance per draft position (closer to 1 = slower to adapt)."""
+    idle_decay: float = 0.97
+    """Per round a drafter is not asked, its acceptance estimate moves this slowly back to the prior."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,8 @@ row as a one-token forward does: those runs use `batch_invariant`; the others co
 tolerance (the text must still be identical).
 
 Also: rounds really speculate (several tokens per forward), a response at an expired deadline is cut
-exactly as plain decoding cuts it, and the decoder's history is the text the model has seen.
+(or, policy "resume", advanced by one token per turn) exactly as plain decoding does it, and the
+decoder's history is the text the model has seen.
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ from streamrt.cache import RetentionPolicy, StreamCacheConfig
 from streamrt.models.vlm import load_adapter
 
 from streamrt.engine import (
+    ChunkDone,
     EngineConfig,
     FinishResponse,
     Question,
     ResponseEnd,
+    ResumeResponse,
+    Schedule,
     SilenceArgmax,
     StreamRun,
+    TextDelta,
 )
 from streamrt.engine.config import Speculation
 from streamrt.engine.session import Session
@@ -143,6 +148,27 @@ def test_expired_deadline_cuts_like_plain(builtin) -> None:
         outs[name] = [(o.kind, o.text, o.reason) for o in r if isinstance(o, ResponseEnd)]
         r.close()
     assert outs["spec"] == outs["plain"] and all(o == ("commentary", "", "deadline") for o in outs["spec"])
+
+
+def test_resume_when_late_matches_plain(random_adapter) -> None:
+    """Deadline policy "resume" with every deadline already past: speculation feeds plain decoding's
+    one token per turn, so the interleaving of chunks and response tokens is plain decoding's."""
+    fr = frames(random_adapter, 6.0, 4, preset="busy")
+    seqs = {}
+    for name, spec in (("plain", None), ("spec", Speculation())):
+        cfg = EngineConfig(
+            response=Schedule(0.5), deadline_s=1e-4, on_deadline=ResumeResponse(), max_commentary_tokens=4,
+            spec=spec,
+        )  # fmt: skip
+        r = StreamRun(random_adapter, fr, cfg)
+        seqs[name] = [
+            ("chunk", o.index) if isinstance(o, ChunkDone) else ("delta", o.segment, o.text)
+            if isinstance(o, TextDelta) else ("end", o.segment, o.text, o.tokens, o.reason)
+            for o in r
+        ]  # fmt: skip
+        r.close()
+    assert seqs["spec"] == seqs["plain"]
+    assert sum(o[0] == "end" for o in seqs["plain"]) >= 2
 
 
 def test_history_is_the_text_the_model_saw(builtin) -> None:

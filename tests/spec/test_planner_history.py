@@ -49,17 +49,28 @@ def test_planner_adapts_to_acceptance_and_cost() -> None:
     steep = lambda n: float(n)  # noqa: E731 - verify cost proportional to n: speculation cannot pay
     cfg = SpecConfig(max_draft=12)
     p = Planner(cfg, flat)
-    for _ in range(30):
+    rng = random.Random(0)
+    for _ in range(60):
         p.observe("good", 8, 8)
         p.observe("bad", 8, 0)
         p.observe("mid", 8, 3)
+        p.observe("run", 8, 8 if rng.random() < 0.4 else 0)  # misses at once, or copies a whole run
+        accepted = 0
+        while accepted < 8 and rng.random() < 0.7:  # each draft accepted with probability 0.7
+            accepted += 1
+        p.observe("geo", 8, accepted)
     assert p.plan("good", 0.0, 16).k >= 8
     assert p.plan("bad", 0.0, 16).k == 0  # plain decoding beats a drafter that is always wrong
     assert p.plan("good", 0.0, 3).k == 3  # capped by the room before an eviction
-    assert 0 < p.plan("mid", 0.3, 16).k < p.plan("mid", 0.0, 16).k  # an expensive drafter drafts less
+    assert p.plan("mid", 0.0, 16).k == 3  # the 4th draft is always rejected: never pay for it
+    assert p.plan("run", 0.0, 16).k >= 8  # a first-token rate of 0.4, then runs: draft long
+    assert 0 < p.plan("geo", 0.3, 16).k < p.plan("geo", 0.0, 16).k  # an expensive drafter drafts less
     assert Planner(cfg, steep).plan("good", 0.0, 16).k == 0
     fixed = Planner(SpecConfig(adaptive=False, fixed_draft=5), flat)
     assert fixed.plan("bad", 0.0, 16).k == 5 and fixed.plan("bad", 0.0, 2).k == 2
+    for _ in range(200):  # written off, then idle: drifts back to the prior and gets tried again
+        p.skip("bad")
+    assert p.plan("bad", 0.0, 16).k > 0
 
 
 def test_room_is_what_plain_decoding_appends_before_an_eviction() -> None:
