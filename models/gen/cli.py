@@ -16,6 +16,8 @@ same machine. The shipped model (streamrt/assets/gen) was made with the defaults
 examples:
   streamrt train gen --out runs/gen
   streamrt train gen --out runs/gen --steps 100 --batch 4     # smoke run
+  streamrt train gen --out runs/gen2 --init runs/gen --steps 800 --lr 3e-4 --object-weight 5
+                                                              # continue from a checkpoint
 """
 
 
@@ -26,6 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, help="clips per step (default: the shipped model's recipe)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the shipped model's recipe)")
     p.add_argument("--seed", type=int, help="seed of data, noise and initialisation (default 0)")
+    p.add_argument("--init", help="checkpoint folder to continue from (default: train from scratch)")
+    p.add_argument(
+        "--object-weight",
+        type=float,
+        help="loss weight of pixels on and near the object (default 1: plain MSE)",
+    )
     p.add_argument("--ckpt-every", type=int, help="steps between checkpoints")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
 
@@ -45,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         "lr": args.lr,
         "seed": args.seed,
         "ckpt_every": args.ckpt_every,
+        "init": args.init,
+        "object_weight": args.object_weight,
     }
     cfg = dataclasses.replace(GenTrainConfig(), **{k: v for k, v in given.items() if v is not None})
     model = train(cfg, args.out)

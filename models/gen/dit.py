@@ -22,7 +22,7 @@ from typing import Protocol
 
 import torch
 import torch.nn.functional as F
-from streamrt.models.gen.rope import GridRope, Rope3D, apply_rope
+from streamrt.models.gen.rope import GridRope, Rope3D, rotate_pairs
 from torch import Tensor, nn
 
 
@@ -99,10 +99,10 @@ class DenseContext:
 
     def self_attention(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         cdt = torch.float64 if q.dtype == torch.float64 else torch.float32
-        cos, sin = self.rope.tables(self.pos, cdt, q.device)  # [N, D/2] each, memoised
+        cos2, sin2 = self.rope.tables(self.pos, cdt, q.device)  # [N, D] each, memoised
         mask = None if self.mask is None else self.mask.to(q.device)
         return F.scaled_dot_product_attention(
-            apply_rope(q, cos, sin), apply_rope(k, cos, sin), v, attn_mask=mask
+            rotate_pairs(q, cos2, sin2), rotate_pairs(k, cos2, sin2), v, attn_mask=mask
         )
 
     def cross_kv(self, layer: int, compute: Callable[[], tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
@@ -150,16 +150,25 @@ class Block(nn.Module):
     def _heads(self, x: Tensor) -> Tensor:  # [B, N, d] -> [B, H, N, d/H]
         return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)
 
-    def forward(self, x: Tensor, mod: Tensor, text: Tensor, ctx: AttentionContext) -> Tensor:
-        # x: [B, F, T, d]; mod: [B, F, 6, d]; text: [B, L, d]
+    def attend(self, x: Tensor, mod: Tensor, ctx: AttentionContext) -> tuple[Tensor, Tensor]:
+        """The self-attention half: x [B, F, T, d] -> (x with the attention residual, its modulation [B, F, 6, 1, d])."""
         b, f, t, d = x.shape
-        sh1, sc1, g1, sh2, sc2, g2 = (mod + self.table).unsqueeze(3).unbind(2)  # each [B, F, 1, d]
+        m = (mod + self.table).unsqueeze(3)  # [B, F, 6, 1, d]: shift, scale, gate (attention), same (MLP)
+        sh1, sc1, g1 = m[:, :, 0], m[:, :, 1], m[:, :, 2]
         h = torch.addcmul(sh1, self.norm1(x), 1 + sc1).reshape(b, f * t, d)
-        q, k, v = self.qkv(h).chunk(3, dim=-1)
-        a = ctx.self_attention(
-            self.index, self._heads(self.norm_q(q)), self._heads(self.norm_k(k)), self._heads(v)
-        )
+        qkv = self.qkv(h)  # [B, N, 3d]
+        # q and k RMSNorm in one call (each over its own d channels): rms_norm(x) * w == rms_norm(x, w)
+        w = torch.stack([self.norm_q.weight, self.norm_k.weight])  # [2, d]
+        qk = F.rms_norm(qkv[..., : 2 * d].unflatten(-1, (2, d)), (d,), None, self.norm_q.eps) * w
+        q, k, v = qk[..., 0, :], qk[..., 1, :], qkv[..., 2 * d :]
+        a = ctx.self_attention(self.index, self._heads(q), self._heads(k), self._heads(v))
         x = torch.addcmul(x, g1, self.proj(a.transpose(1, 2).reshape(b, f * t, d)).reshape(b, f, t, d))
+        return x, m
+
+    def finish(self, x: Tensor, m: Tensor, text: Tensor, ctx: AttentionContext) -> Tensor:
+        """The cross-attention and MLP half: x [B, F, T, d], m from `attend`, text [B, L, d] -> x."""
+        b, f, t, d = x.shape
+        sh2, sc2, g2 = m[:, :, 3], m[:, :, 4], m[:, :, 5]
 
         def text_kv() -> tuple[Tensor, Tensor]:
             ck, cv = self.ckv(text).chunk(2, dim=-1)
@@ -170,6 +179,11 @@ class Block(nn.Module):
         c = F.scaled_dot_product_attention(cq, ck, cv)
         x = x + self.cproj(c.transpose(1, 2).reshape(b, f * t, d)).reshape(b, f, t, d)
         return torch.addcmul(x, g2, self.ffn(torch.addcmul(sh2, self.norm2(x), 1 + sc2)))
+
+    def forward(self, x: Tensor, mod: Tensor, text: Tensor, ctx: AttentionContext) -> Tensor:
+        # x: [B, F, T, d]; mod: [B, F, 6, d]; text: [B, L, d]
+        x, m = self.attend(x, mod, ctx)
+        return self.finish(x, m, text, ctx)
 
 
 class CausalVideoDiT(nn.Module):
@@ -198,17 +212,37 @@ class CausalVideoDiT(nn.Module):
             raise ValueError(f"frame size {height}x{width} is not a multiple of the patch {p}")
         return self.rope.for_grid(height // p, width // p)
 
-    def forward(self, x: Tensor, t: Tensor, text: Tensor, ctx: AttentionContext) -> Tensor:
-        """x: [B, F, C, H, W] noisy frames, t: [B, F] noise levels, text: [B, L, d] -> predicted x0 like x."""
+    def _embed(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x: [B, F, C, H, W], t: [B, F] -> tokens [B, F, T, d], timestep embedding [B, F, d], modulation [B, F, 6, d]."""
         b, f, c, hh, ww = x.shape
         p = self.cfg.patch
         gh, gw = hh // p, ww // p
         tok = x.reshape(b, f, c, gh, p, gw, p).permute(0, 1, 3, 5, 2, 4, 6).reshape(b, f, gh * gw, c * p * p)
         h = self.patch_in(tok)  # [B, F, T, d]
         temb = self.t_embed(timestep_embedding(t.to(h.dtype), self.cfg.dim))  # [B, F, d]
-        mod = self.t_mod(F.silu(temb)).unflatten(-1, (6, -1))  # [B, F, 6, d]
+        return h, temb, self.t_mod(F.silu(temb)).unflatten(-1, (6, -1))
+
+    def forward(self, x: Tensor, t: Tensor, text: Tensor, ctx: AttentionContext) -> Tensor:
+        """x: [B, F, C, H, W] noisy frames, t: [B, F] noise levels, text: [B, L, d] -> predicted x0 like x."""
+        b, f, c, hh, ww = x.shape
+        p = self.cfg.patch
+        h, temb, mod = self._embed(x, t)
         for blk in self.blocks:
             h = blk(h, mod, text, ctx)
         sh, sc = (self.out_mod(F.silu(temb)).unflatten(-1, (2, -1)) + self.out_table).unsqueeze(3).unbind(2)
         out = self.head(torch.addcmul(sh, self.norm_out(h), 1 + sc))  # [B, F, T, C*p*p]
-        return out.reshape(b, f, gh, gw, c, p, p).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, f, c, hh, ww)
+        return (
+            out.reshape(b, f, hh // p, ww // p, c, p, p).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, f, c, hh, ww)
+        )
+
+    def write_kv(self, x: Tensor, t: Tensor, text: Tensor, ctx: AttentionContext) -> None:
+        """The forward for its side effect only: every layer's self-attention K/V reach `ctx`.
+
+        A clean commit pass needs nothing else, so the last block stops after its self-attention and
+        no output is made (its cross-attention, MLP and the output head are skipped). The K/V written
+        are exactly those of `forward` on the same input.
+        """
+        h, _, mod = self._embed(x, t)
+        for blk in self.blocks[:-1]:
+            h = blk(h, mod, text, ctx)
+        self.blocks[-1].attend(h, mod, ctx)

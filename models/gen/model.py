@@ -59,6 +59,10 @@ class GenModel(nn.Module):
     def forward(self, x: Tensor, t: Tensor, text: Tensor, ctx: AttentionContext) -> Tensor:
         return self.dit(x, t, text, ctx)
 
+    def write_kv(self, x: Tensor, t: Tensor, text: Tensor, ctx: AttentionContext) -> None:
+        """`forward` for its K/V writes only (a clean commit pass; see CausalVideoDiT.write_kv)."""
+        self.dit.write_kv(x, t, text, ctx)
+
     def save(self, folder: str | Path) -> None:
         from safetensors.torch import save_file
 

@@ -5,6 +5,9 @@ each part rotates consecutive channel pairs by position * theta^(-2i/d). Time po
 indices handed in by the caller (a dense forward or a FrameCache position policy); height/width
 positions are the patch grid. Math only: no cache, no position policy. Angles are computed in fp64
 and the rotation runs in fp32 (fp64 inputs stay fp64), so a cached key can be re-rotated exactly.
+The rotation is evaluated as x * cos2 + swap(x) * sin2 with full-width tables (cos repeated per pair,
+sin signed -/+), three elementwise kernels instead of six plus a stack: every output element is the
+same IEEE expression as the pairwise form (a cos - b sin, a sin + b cos), so results are bit-identical.
 """
 
 from __future__ import annotations
@@ -40,34 +43,47 @@ class GridRope:
         self._hw = torch.cat(
             [ii.reshape(-1, 1) * rope.inv[1], jj.reshape(-1, 1) * rope.inv[2]], dim=1
         )  # [T, (Dh+Dw)/2]
-        self._cache: dict[tuple[int, ...], tuple[Tensor, Tensor]] = {}
-
-    def _cos_sin(self, frame_pos: Tensor, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-        key = (*frame_pos.tolist(), id(dtype), hash(device))  # host sync: frame_pos is a small CPU tensor
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
-        t_ang = frame_pos.to(torch.float64).reshape(-1, 1) * self._inv_t  # [F, Dt/2]
-        t_ang = t_ang.repeat_interleave(self.tokens_per_frame, dim=0)  # [F*T, Dt/2]
-        ang = torch.cat([t_ang, self._hw.repeat(len(frame_pos), 1)], dim=1)  # [F*T, D/2]
-        out = (ang.cos().to(dtype=dtype, device=device), ang.sin().to(dtype=dtype, device=device))
-        if len(self._cache) > 256:  # bounded memo (positions repeat every block)
-            self._cache.clear()
-        self._cache[key] = out
-        return out
+        self._cache: dict[tuple[object, ...], tuple[Tensor, Tensor]] = {}
 
     def tables(self, frame_pos: Tensor, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-        """cos, sin: [F*T, D/2] for frames at `frame_pos` (memoised: positions repeat every block)."""
-        return self._cos_sin(frame_pos, dtype, device)
+        """Full-width rotation tables cos2, sin2: [F*T, D] for frames at `frame_pos` (see `rotation_tables`).
+
+        Memoised (bounded) by the positions' values: positions repeat every block.
+        """
+        key = (*frame_pos.tolist(), dtype, device)  # host sync: frame_pos is a small CPU tensor
+        out = self._cache.get(key)
+        if out is None:
+            t_ang = frame_pos.to(torch.float64).reshape(-1, 1) * self._inv_t  # [F, Dt/2]
+            t_ang = t_ang.repeat_interleave(self.tokens_per_frame, dim=0)  # [F*T, Dt/2]
+            ang = torch.cat([t_ang, self._hw.repeat(len(frame_pos), 1)], dim=1)  # [F*T, D/2]
+            cos2, sin2 = rotation_tables(ang.cos().to(dtype), ang.sin().to(dtype))
+            out = (cos2.to(device), sin2.to(device))
+            if len(self._cache) > 256:  # bounded memo (positions repeat every block)
+                self._cache.clear()
+            self._cache[key] = out
+        return out
 
     def __call__(self, x: Tensor, frame_pos: Tensor) -> Tensor:
         """x: [..., F*T, D] -> rotated copy, same shape and dtype."""
         cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
-        return apply_rope(x, *self._cos_sin(frame_pos, cdt, x.device))
+        return rotate_pairs(x, *self.tables(frame_pos, cdt, x.device))
+
+
+def rotation_tables(cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+    """Half-width cos, sin [N, D/2] -> full-width cos2 = (c, c, ...), sin2 = (-s, +s, ...): [N, D]."""
+    return cos.repeat_interleave(2, dim=-1), torch.stack([-sin, sin], dim=-1).flatten(-2)
+
+
+def rotate_pairs(x: Tensor, cos2: Tensor, sin2: Tensor) -> Tensor:
+    """Rotate consecutive channel pairs of x: [..., N, D] by full-width tables cos2, sin2: [N, D].
+
+    (a, b) -> (a c + b (-s), b c + a s) = (a c - b s, a s + b c): computed in the tables' dtype.
+    """
+    xc = x.to(cos2.dtype)
+    swapped = xc.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # (b, a) per pair; allocation: one copy
+    return (xc * cos2 + swapped * sin2).to(x.dtype)
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate consecutive channel pairs of x: [..., N, D] by angles given as cos, sin: [N, D/2]."""
-    xp = x.to(cos.dtype).unflatten(-1, (-1, 2))
-    a, b = xp[..., 0], xp[..., 1]
-    return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2).to(x.dtype)
+    return rotate_pairs(x, *rotation_tables(cos, sin))

@@ -181,8 +181,9 @@ class GenEngine:
     def _commit(self, x: Tensor) -> None:
         """Clean pass (t = 0) over x [1, b, ...]: its K/V are committed and the pointers advance once."""
         b = x.shape[1]
+        assert self.text is not None
         self.cache.begin_pass([b], clean_frames=b)
-        self._forward(x, torch.zeros(1, b, dtype=self.dtype))
+        self.model.write_kv(x, torch.zeros(1, b, dtype=self.dtype), self.text, self.cache)  # no output needed
         self.cache.commit(x)
 
     def _denoise(self, x: Tensor, ts: Tensor) -> Tensor:

@@ -1,0 +1,82 @@
+"""`streamrt bench gen-quality`: prompt adherence of a generator, judged by colour segmentation.
+
+For every prompt of a fixed set (each colour with each of circle / square / triangle, every other one
+with a motion phrase), a fresh stream (sequential schedule, 3 steps, first block 8) generates frames;
+`streamrt.gen.quality` finds the prompted colour's largest blob and reads its shape. Figures: share of
+frames with the prompted colour, with colour and shape, and colour-and-shape per prompted shape
+(circle is flattered: any round blob reads as a circle). Cases: the built-in model (baseline) and,
+when the environment variable STREAMRT_BENCH_GEN_MODEL names a checkpoint folder, that model too.
+The scores are deterministic (seeded); the harness's repeats only time the run, so use
+`--repeats 1 --warmup 0`. Full: 30 prompts x 32 frames; quick: 10 prompts x 12 frames.
+"""
+
+from __future__ import annotations
+
+import os
+
+from streamrt.bench.harness import Bench, register
+
+MODEL_ENV = "STREAMRT_BENCH_GEN_MODEL"
+SHAPES = ("circle", "square", "triangle")
+MOTIONS = ("left", "right", "up", "down", "up left", "down right")
+
+
+def prompt_set(quick: bool) -> list[tuple[str, str, str]]:
+    """(prompt, colour, shape) for each colour x shape (quick: one shape per colour)."""
+    from streamrt.synth.config import COLOURS
+
+    out = []
+    for i, colour in enumerate(COLOURS):
+        for j, shape in enumerate(SHAPES[i % 3 : i % 3 + 1] if quick else SHAPES):
+            k = i * 3 + j
+            article = "an" if colour[0] in "aeiou" else "a"
+            motion = f" moving {MOTIONS[k % len(MOTIONS)]}" if k % 2 else ""
+            out.append((f"{article} {colour} {shape}{motion}", colour, shape))
+    return out
+
+
+def adherence(model_dir: str | None, prompts: list[tuple[str, str, str]], frames: int) -> dict[str, float]:
+    """Colour / colour-and-shape rates of `frames` generated frames per prompt (None: built-in model)."""
+    from streamrt.gen.config import GenEngineConfig
+    from streamrt.gen.engine import GenEngine
+    from streamrt.gen.quality import score
+    from streamrt.gen.stream import generate
+    from streamrt.models.gen.model import GenModel, load_builtin
+
+    model = load_builtin() if model_dir is None else GenModel.load(model_dir)
+    colour = shape = 0.0
+    per_shape: dict[str, list[float]] = {s: [] for s in SHAPES}
+    for prompt, c, s in prompts:
+        eng = GenEngine(model, GenEngineConfig.preset("quality"))
+        rep = score([t.frame.pixels for t in generate(eng, frames, {0: prompt})], c, s)
+        colour += rep.colour_rate
+        shape += rep.shape_rate
+        per_shape[s].append(rep.shape_rate)
+    n = len(prompts)
+    figures = {"colour_rate": colour / n, "colour_shape_rate": shape / n}
+    figures |= {f"{s}_rate": sum(v) / len(v) for s, v in per_shape.items() if v}
+    return figures
+
+
+@register("gen-quality", "generator prompt adherence: prompted colour and shape found by colour segmentation")
+def bench_gen_quality(bench: Bench) -> None:
+    prompts = prompt_set(bench.quick)
+    frames = 12 if bench.quick else 32
+    other = os.environ.get(MODEL_ENV)
+    bench.config = {
+        "prompts": [p for p, _, _ in prompts],
+        "frames_per_prompt": frames,
+        "engine": "preset quality (sequential, 3 steps, first block 8, seed 0)",
+        "candidate": other or "(none: set STREAMRT_BENCH_GEN_MODEL)",
+    }
+    work = len(prompts) * frames
+    bench.case(
+        "built-in model",
+        lambda: adherence(None, prompts, frames),
+        work=work,
+        unit="frames",
+        baseline=True,
+        note="scores are in the extra figures",
+    )
+    if other:
+        bench.case(other, lambda: adherence(other, prompts, frames), work=work, unit="frames")
