@@ -180,6 +180,10 @@ async def session(url: str, cfg: LoadConfig, tally: Tally, rng: random.Random, s
     if mode == "generate":
         video = rng.random() < 0.5
         params = {"prompt": rng.choice(PROMPTS), "input": "video" if video else "none"}
+    slow = rng.random() < cfg.slow_rate
+    abort = rng.random() < cfg.abort_rate
+    length = rng.uniform(*cfg.session_s)
+    ticks = random.Random(rng.getrandbits(64))  # per-tick draws: the session-level ones above stay seeded
     try:
         ws = await connect(
             url, subprotocols=[P.SUBPROTOCOL], compression=None, open_timeout=30, max_size=1 << 24
@@ -188,8 +192,7 @@ async def session(url: str, cfg: LoadConfig, tally: Tally, rng: random.Random, s
         tally.refused += 1
         await asyncio.sleep(rng.uniform(0.5, 2.0))
         return
-    slow = rng.random() < cfg.slow_rate
-    reader = _Reader(ws, tally, slow, rng)
+    reader = _Reader(ws, tally, slow, random.Random(ticks.getrandbits(64)))
     reading = asyncio.create_task(reader.run())
     try:
         await ws.send(json.dumps({"type": "hello", "mode": mode, "params": params}))
@@ -198,17 +201,9 @@ async def session(url: str, cfg: LoadConfig, tally: Tally, rng: random.Random, s
             return
         tally.sessions[mode] += 1
         tally.slow_readers += slow
-        await _stream(
-            ws,
-            reader,
-            cfg,
-            tally,
-            rng,
-            mode,
-            video,
-            min(stop_at, time.monotonic() + rng.uniform(*cfg.session_s)),
-        )
-        if rng.random() < cfg.abort_rate:
+        until = min(stop_at, time.monotonic() + length)
+        await _stream(ws, reader, cfg, tally, ticks, mode, video, until)
+        if abort:
             ws.transport.abort()  # abrupt: no end_input, no close frame
             tally.aborted += 1
             return

@@ -27,7 +27,11 @@ from streamrt.server import protocol as P
 from .conftest import budget  # noqa: TID252
 
 FUZZ = settings(
-    max_examples=budget(300), deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    max_examples=budget(300),
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
 )
 LIMIT = 64 * 2**10
 COUNT = {"control": 0, "frame": 0}
@@ -182,3 +186,10 @@ def test_control_size_limit_counts_bytes():
         assert e.code == "E_TOO_LARGE"
     else:
         raise AssertionError(f"{len(msg.encode())} bytes accepted under a {LIMIT}-byte limit")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_counts():
+    """Print what was fuzzed (run with -s to see it; docs/reliability.md quotes such a run)."""
+    yield
+    print(f"\n{__name__}: fuzzed {COUNT}")
