@@ -48,6 +48,7 @@ class TicketServer(Server):
         self.replica = replica
         self._secret = secret
         self._used: dict[str, float] = {}  # nonce -> expiry: a ticket admits one connection
+        self._admitted: dict[ServerConnection, str] = {}  # upgraded connection -> its ticket's nonce
         self.open_nonces: set[str] = set()
         self.refused_tickets = 0
 
@@ -56,6 +57,8 @@ class TicketServer(Server):
             now = time.time()
             for n in [n for n, e in self._used.items() if e < now]:
                 del self._used[n]
+            for c in [c for c, n in self._admitted.items() if n not in self._used]:
+                del self._admitted[c]  # upgraded long ago but never handled (the handshake failed)
             t = verify(self._secret, _ticket_text(req.path), self.replica, now)
             if isinstance(t, Ticket) and t.nonce in self._used:
                 t = "ticket already used"
@@ -68,18 +71,18 @@ class TicketServer(Server):
             refused = super()._process_request(conn, req)
             if refused is None:
                 self._used[t.nonce] = t.expires
+                self._admitted[conn] = t.nonce
             return refused
         return super()._process_request(conn, req)
 
     async def _handler(self, ws: ServerConnection) -> None:
-        nonce = verify(self._secret, _ticket_text(ws.request.path if ws.request else ""), self.replica)
-        key = nonce.nonce if isinstance(nonce, Ticket) else None
-        if key is not None:
-            self.open_nonces.add(key)
+        nonce = self._admitted.pop(ws, None)  # every upgrade went through _process_request
+        if nonce is not None:
+            self.open_nonces.add(nonce)
         try:
             await super()._handler(ws)
         finally:
-            self.open_nonces.discard(key)  # type: ignore[arg-type]
+            self.open_nonces.discard(nonce)  # type: ignore[arg-type]
 
 
 class ReplicaHost:

@@ -90,14 +90,6 @@ def test_finished_needs_marker_and_every_output(tmp_path: Path) -> None:
 
 
 # ---- on a local Ray cluster ------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def _single_file_replay(source: str, out: Path) -> None:
     from streamrt.commands import replay
 
@@ -110,7 +102,7 @@ def _single_file_replay(source: str, out: Path) -> None:
     assert replay.run(args) == 0
 
 
-def test_batch_equals_single_file_replay_and_resumes(ray_cluster, videos: Path, tmp_path: Path) -> None:
+def test_batch_equals_single_file_replay_and_resumes(local_ray, videos: Path, tmp_path: Path) -> None:
     from streamrt.scale.batch import run_batch
 
     out = tmp_path / "out"

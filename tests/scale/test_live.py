@@ -28,12 +28,6 @@ from streamrt.gen.config import GenEngineConfig
 from streamrt.gen.engine import GenEngine
 from streamrt.scale import ScaleError
 
-SLOW_MACHINE_ENV = {  # Serve's proxy start-up checks time out on a loaded 2-core machine otherwise
-    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "120",
-    "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "120",
-    "RAY_raylet_start_wait_time_s": "180",
-}
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -42,16 +36,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    ray = pytest.importorskip("ray")
+def cluster(local_ray):
     pytest.importorskip("ray.serve")
     from ray import serve
 
     from streamrt.scale.live import LiveConfig, serve_live, stop_live
 
-    saved = {k: os.environ.get(k) for k in SLOW_MACHINE_ENV}
-    os.environ.update(SLOW_MACHINE_ENV)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     cfg = LiveConfig(
         replicas=2, slots=2, http_port=_free_port(), cpus_per_replica=0.5, heartbeat_s=0.2, dead_after_s=1.5
     )
@@ -60,9 +50,6 @@ def cluster():
     finally:
         stop_live()
         serve.shutdown()
-        ray.shutdown()
-        for k, v in saved.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
 
 def _get(url: str) -> tuple[int, dict[str, str], bytes]:
@@ -127,19 +114,19 @@ def test_two_step_connect_spreads_sessions_and_a_full_cluster_refuses(cluster) -
         opened = [await open_session(cluster.url, "generate", _params(p, s)) for p, s in specs]
         with pytest.raises(ScaleError) as full:
             await open_session(cluster.url, "generate", _params("a red circle", 9))
+        raw = await asyncio.to_thread(_post, cluster.url + "/v1/sessions", b'{"mode": "generate"}')
         got = [await _frames(c, 4) for c, _ in opened]
         for c, _ in opened[1:]:
             await c.close()
-        return opened, full.value, got
+        return opened, full.value, raw, got
 
-    opened, full, got = asyncio.run(body())
+    opened, full, (status, headers, raw), got = asyncio.run(body())
     grants = [g for _, g in opened]
     assert Counter(g.replica for g in grants) == {rid: 2 for rid in replicas}  # spread over both replicas
     for g in grants:  # the websocket goes to the replica's own server, never to Serve's proxy port
         assert g.url.split("?")[0] == replicas[g.replica]
         assert f":{cluster.url.rsplit(':', 1)[1]}/" not in g.url
     assert full.code == "E_SCALE_FULL" and full.retry_after_s == 2
-    status, headers, raw = _post(cluster.url + "/v1/sessions", b'{"mode": "generate"}')
     assert status == 503 and headers.get("Retry-After", headers.get("retry-after")) == "2"
     assert json.loads(raw)["code"] == "E_FULL"
     for (prompt, seed), frames in zip(specs, got, strict=True):
