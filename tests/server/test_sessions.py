@@ -1,6 +1,7 @@
 """Sessions under concurrency: isolation, a slow reader, a vanishing client, graceful shutdown.
 
-Oracles: a direct GenEngine run per session (isolation), the paced frame rate and the session's budget
+Oracles: a direct GenEngine run per session (isolation; within one uint8 level, since sessions queued
+together run as one cross-session batch, see test_batch.py), the paced frame rate and the session's budget
 (slow reader), weak references and the event loop's task set (cleanup), the close codes and the `end`
 message (shutdown)."""
 
@@ -65,9 +66,12 @@ def test_two_concurrent_sessions_never_see_each_others_output(gen_model, serve, 
     readies, got = arun(body())
     assert len({r.session_id for r in readies}) == len(specs)
     for (prompt, seed), frames in zip(specs, got, strict=True):
-        ref = _direct(gen_model, prompt, seed, 8)
-        assert [f.header.seq for f in frames] == list(range(8))
-        assert all(np.array_equal(f.pixels(), r) for f, r in zip(frames, ref, strict=True)), prompt
+        seqs = [f.header.seq for f in frames]
+        assert seqs == sorted(set(seqs))  # in order, none twice (a slow reader may lose some)
+        ref = _direct(gen_model, prompt, seed, seqs[-1] + 1)
+        for f in frames:  # sessions queued together run as one batch: one uint8 level (test_batch.py)
+            diff = np.abs(f.pixels().astype(int) - ref[f.header.seq].astype(int))
+            assert diff.max() <= 1 and (diff == 0).mean() > 0.99, prompt
 
 
 def test_session_ids_are_unguessable() -> None:
