@@ -66,26 +66,27 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """One training run."""
 
-    steps: int = 900
-    """Optimiser steps."""
+    steps: int = 8000
+    """Optimiser steps (the schedule's length; a resumed run with a larger value continues it)."""
     batch: int = 8
     """Windows (sequences) per step."""
-    chunks_per_seq: int = 4
-    """Chunks per window (4 chunks of 2 frames at 2 fps = 4 s of stream): short windows have few
-    distracting visual tokens, so the language model learns to find the objects sooner."""
+    chunks_per_seq: int = 2
+    """Chunks per window (2 chunks of 2 frames at 2 fps = 2 s of stream): short windows have few
+    distracting visual tokens, so the language model learns to find the objects sooner; a second
+    phase with longer windows brings it closer to the engine's context (see the model card)."""
     windows_per_world: int = 50
     """Consecutive windows taken from one world before the next seed (50 x 4 s = 200 s)."""
-    question_rate: float = 0.5
+    question_rate: float = 1.0
     """Probability of questions after a chunk."""
-    questions_per_chunk: int = 1
+    questions_per_chunk: int = 4
     """Questions (of distinct types) asked after a chunk that gets questions: each is one more
     labelled example of reading the frame, at the cost of a few text tokens."""
-    lr: float = 1.5e-3
+    lr: float = 3e-3
     vision_lr_scale: float = 1.0
     """The vision tower learns at lr * this (0: frozen at its random initialisation). Without the
     grounding targets, a trainable tower collapsed towards a constant output; with them it learns
     colour and shape per token."""
-    answer_weight: float = 1.0
+    answer_weight: float = 3.0
     """Weight of the answers' loss (mean over answer tokens) next to the commentary's (mean over
     commentary and silence tokens)."""
     aux_weight: float = 0.5
@@ -104,7 +105,7 @@ class TrainConfig:
     warmup: int = 50
     weight_decay: float = 0.01
     seed: int = 0
-    checkpoint_every: int = 50
+    checkpoint_every: int = 250
     threads: int = 1
 
 

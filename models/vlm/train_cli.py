@@ -14,16 +14,20 @@ HELP = "train the tiny built-in vision-language model on shapes-world streams"
 DESCRIPTION = """\
 Trains a tiny Qwen2-VL-architecture model and its word-level tokenizer from scratch on generated
 shapes-world streams (2 fps, chunks of 2 frames at 128x80): per-chunk commentary of events or a
-silence token, and answers to questions about the current state. Seeded and reproducible; the data
-of every step is a function of (seed, step). OUT is a loadable model directory from the start
-(config, tokenizer, streamrt.json; weights at each checkpoint) plus checkpoint.pt; rerunning the
-same command resumes from the last checkpoint. The shipped model (assets/vlm/builtin) was made with
-the defaults.
+silence token, and answers to questions about the current state. Besides the text loss, training
+uses grounding targets the generator knows: per-patch colour/shape/position/event labels read by
+linear probes, and an attention target that makes one head look at the objects a question (or a
+chunk's events) is about. Seeded and reproducible; the data of every step is a function of (seed,
+step). OUT is a loadable model directory from the start (config, tokenizer, streamrt.json; weights at
+each checkpoint) plus checkpoint.pt; rerunning the command resumes from the last checkpoint, and a
+larger --steps extends the schedule (how the shipped model got its second, longer-window phase).
 
 examples:
-  streamrt train vlm --out runs/vlm                  # the shipped recipe (about 30 min on 2 busy cores)
-  streamrt train vlm --out runs/vlm --steps 50       # a quick smoke run
-  streamrt bench vlm-quality --model runs/vlm        # score it on held-out seeds
+  # the shipped model (assets/vlm/builtin): 8000 steps of 2-chunk windows, then 2000 of 4-chunk windows
+  streamrt train vlm --out runs/vlm
+  streamrt train vlm --out runs/vlm --steps 10000 --chunks 4 --questions 3
+  streamrt train vlm --out runs/smoke --steps 50                  # a quick smoke run
+  STREAMRT_BENCH_MODEL=runs/vlm streamrt bench vlm-quality --repeats 1 --warmup 0   # score it
 """
 
 
