@@ -60,8 +60,9 @@ class ModelDrafter:
         self.ids.extend(ids)
         return out.logits[0, -1]  # [V]
 
-    def _sync(self, history: History) -> torch.Tensor:
-        """Bring the cache to hold the history from `base` on; return the logits after its last token."""
+    def _sync(self, history: History) -> tuple[torch.Tensor, int]:
+        """Bring the cache to hold the history from `base` on; return the logits after its last token
+        and how many tokens that forward fed."""
         h, first = history.tokens, history.start
         if self.base < first or first + len(h) - self.base + self.max_draft >= self.capacity:
             self.reset()
@@ -75,13 +76,14 @@ class ModelDrafter:
         common = min(common, len(view) - 1)  # always re-feed at least the last token for its logits
         self.cache.rollback(common)
         del self.ids[common:]
-        return self._forward(view[common:])
+        return self._forward(view[common:]), len(view) - common
 
     def propose(
         self, history: History, k: int, params: SamplingParams, generator: torch.Generator | None
     ) -> Proposal:
         t0 = time.perf_counter()
-        logits = self._sync(history)
+        logits, fed = self._sync(history)
+        t1 = time.perf_counter()
         base = len(self.ids)
         tokens: list[int] = []
         qs: list[torch.Tensor] = []
@@ -97,6 +99,13 @@ class ModelDrafter:
                 logits = self._forward([tok])
         self.cache.rollback(base)  # drafts are not history: a pointer move
         del self.ids[base:]
-        dt = time.perf_counter() - t0
-        self.seconds_per_token = cost_ema(self.seconds_per_token, dt / max(k, 1))
+        t2 = time.perf_counter()
+        # A round costs k draft forwards: the sync (the last round's accepted tokens, a few) and k - 1
+        # single-token steps. A sync that re-fed a long history (first round, restart) is not typical
+        # of a round and would lock the drafter out of the planner: measure without it then.
+        if fed <= self.max_draft:
+            self.seconds_per_token = cost_ema(self.seconds_per_token, (t2 - t0) / max(k, 1))
+        elif k > 1:
+            self.seconds_per_token = cost_ema(self.seconds_per_token, (t2 - t1) / (k - 1))
+        dt = t2 - t0
         return Proposal(tuple(tokens), torch.stack(qs) if qs else None, dt)
