@@ -165,7 +165,7 @@ def run_blocks(engines: Sequence[GenEngine], plans: Sequence[BlockPlan]) -> list
     x = x.clamp(-1, 1)
     for e in engines:  # the clean pass: its K/V are committed, pointers advance once
         e.cache.begin_pass([b], clean_frames=b)
-    model(x, torch.zeros(n, b, dtype=x.dtype), text, ctx)
+    model.write_kv(x, torch.zeros(n, b, dtype=x.dtype), text, ctx)  # K/V only, as GenEngine._commit
     out = [x[i : i + 1] for i in range(n)]
     for e, o in zip(engines, out, strict=True):
         e.cache.commit(o)
