@@ -7,7 +7,7 @@ frames with the prompted colour, with colour and shape, and colour-and-shape per
 (circle is flattered: any round blob reads as a circle). Cases: the built-in model (baseline) and,
 when the environment variable STREAMRT_BENCH_GEN_MODEL names a checkpoint folder, that model too.
 The scores are deterministic (seeded); the harness's repeats only time the run, so use
-`--repeats 1 --warmup 0`. Full: 30 prompts x 32 frames; quick: 10 prompts x 12 frames.
+`--repeats 1 --warmup 0`. Full: 30 prompts x 32 frames; quick: 10 prompts x 24 frames.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def adherence(model_dir: str | None, prompts: list[tuple[str, str, str]], frames
 @register("gen-quality", "generator prompt adherence: prompted colour and shape found by colour segmentation")
 def bench_gen_quality(bench: Bench) -> None:
     prompts = prompt_set(bench.quick)
-    frames = 12 if bench.quick else 32
+    frames = 24 if bench.quick else 32
     other = os.environ.get(MODEL_ENV)
     bench.config = {
         "prompts": [p for p, _, _ in prompts],
