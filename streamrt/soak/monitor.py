@@ -27,6 +27,8 @@ class Sample:
     fds: int
     sessions: int
     """Sessions the server reports in /healthz (-1 when it did not answer)."""
+    load1: float
+    """The machine's 1-minute load average (a shared machine: latency follows it)."""
 
 
 def sample(pid: int) -> tuple[float, int]:

@@ -13,8 +13,10 @@ Verdict (`Report.ok`), each check named in the report:
 - `rss_trend`, `fds_trend`: Theil-Sen fit over the samples after the warm-up (the first window or
   the first fifth of the run, whichever is longer); fails when the fitted line rises over that
   span by more than max(`rss_tol_mib`, `rss_tol_frac` x median RSS), resp. `fd_slack`;
-- `latency_trend`: the same fit over the per-window median latencies after the warm-up; fails
-  when it rises by more than max(`latency_tol_ms`, `latency_tol_frac` x their median).
+- `latency_trend`: the same fit over the per-window median latencies after the warm-up (whole
+  windows inside the load with at least 5 outputs); fails when it rises by more than
+  max(`latency_tol_ms`, `latency_tol_frac` x their median). Each sample also records the machine's
+  load average: on a shared machine latency follows it, and the report shows both.
 Owns the server process; the client behaviour is `actors`, the measurements `monitor`.
 """
 
@@ -122,7 +124,7 @@ def _sample(pid: int, base: str, started: float) -> Sample:
         sessions = int(json.loads(http_get(base + "/healthz"))["sessions"])
     except (OSError, ValueError, KeyError):
         sessions = -1
-    return Sample(round(time.monotonic() - started, 2), round(rss, 1), fds, sessions)
+    return Sample(round(time.monotonic() - started, 2), round(rss, 1), fds, sessions, os.getloadavg()[0])
 
 
 def _progress(s: Sample, t: Tally) -> str:
@@ -165,7 +167,12 @@ def _report(cfg, tally, samples, baseline, end, metrics, alive) -> dict[str, obj
     warm = max(cfg.window_s, cfg.minutes * 60 / 5)
     steady = [s for s in samples if s.t >= warm]
     wins = windows(tally.latencies, cfg.window_s)
-    steady_w = [w for w in wins if w["t_mid_s"] >= warm]
+    end_s = cfg.minutes * 60
+    steady_w = [  # whole windows inside the load, with enough outputs to have a median
+        w
+        for w in wins
+        if w["t_mid_s"] >= warm and (w["window"] + 1) * cfg.window_s <= end_s + 1 and w["outputs"] >= 5
+    ]
     rss_med = float(np.median([s.rss_mib for s in steady])) if steady else 0.0
     lat_med = float(np.median([w["p50_ms"] for w in steady_w])) if steady_w else 0.0
     trends = [

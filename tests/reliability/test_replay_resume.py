@@ -67,7 +67,15 @@ def reference(tmp_path_factory, clip, model_dir):
 
 def spawn(args: list[str], prefix: list[str] | None = None) -> subprocess.Popen:
     cmd = [sys.executable, *(prefix or ["-m", "streamrt"]), "replay", *args]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, text=True)
+    return subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, text=True, preexec_fn=_sigint_default
+    )
+
+
+def _sigint_default() -> None:
+    """A test runner started in the background (`pytest &`) ignores SIGINT, and children inherit
+    that; the replay must see Ctrl-C as a terminal would deliver it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def kill_at(proc: subprocess.Popen, path, lines: int, delay: float, sig: int) -> bool:
