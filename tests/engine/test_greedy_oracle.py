@@ -53,6 +53,7 @@ def test_engine_equals_plain_greedy(mixed_adapter, greedy_oracle):
         on_deadline=FinishResponse(),
         max_commentary_tokens=CAP,
         max_answer_tokens=CAP,
+        spec=None,  # the plain greedy path, bitwise; spec vs plain is tests/engine/test_spec_engine.py
     )
     run = StreamRun(a, frames, cfg, questions=qs)
     outs = list(run)
