@@ -86,6 +86,23 @@ def _threshold(s: str) -> float | None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from streamrt.scale.cli import add_replay_ray_arguments
+
+    add_replay_ray_arguments(p)
+    p.add_argument(
+        "--spec",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="speculative decoding of responses: the same text as plain greedy, fewer model forwards "
+        "(default on; --no-spec decodes one token per forward)",
+    )
+    p.add_argument(
+        "--draft",
+        metavar="DIR",
+        default=None,
+        help="draft model for --spec (same vocabulary as --model; default: the built-in model's shipped "
+        "draft, none for other models)",
+    )
     p.add_argument("source", nargs="?", help="video file, URL or webcam:N (default: the demo clip)")
     p.add_argument(
         "--demo", action="store_true", help="replay the shipped demo clip (the default without SOURCE)"
@@ -202,6 +219,10 @@ def _policy(spec: str, silence: float | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "ray", False):
+        from streamrt.scale.cli import run_batch_from_args
+
+        return run_batch_from_args(args)
     from streamrt.engine import DEADLINE_POLICIES, EngineConfig, EngineError, parse_ask, read_ask_file
     from streamrt.engine.sources import demo_clip
     from streamrt.engine.writers import output_format
@@ -224,6 +245,9 @@ def run(args: argparse.Namespace) -> int:
             given["drop_threshold"] = args.drop_threshold
         if hasattr(args, "max_tokens"):
             given.update(max_commentary_tokens=args.max_tokens, max_answer_tokens=args.max_tokens)
+        from streamrt.engine.config import Speculation
+
+        given["spec"] = Speculation(draft_model=args.draft) if args.spec else None
         config = EngineConfig(
             token_budget=args.token_budget,
             response=_policy(args.respond, args.silence_threshold),

@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from streamrt.scale.cli import add_serve_ray_arguments
+
+    add_serve_ray_arguments(p)
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need a token)"
     )
@@ -169,6 +172,10 @@ def plan_memory(args: argparse.Namespace, factories: dict, modes: list[str]):
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "ray", False):
+        from streamrt.scale.cli import serve_ray_from_args
+
+        return serve_ray_from_args(args)
     import asyncio
     import signal
 
