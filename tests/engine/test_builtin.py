@@ -80,7 +80,9 @@ def test_builtin_equals_plain_greedy_on_a_decoded_file(builtin, stream, asked, g
     _, path = stream
     qs, _ = asked
     frames = list(open_stream(str(path), builtin.fps).frames)[:24]
-    cfg = EngineConfig(drop_threshold=None, response=SilenceArgmax(), on_deadline=FinishResponse())
+    cfg = EngineConfig(
+        drop_threshold=None, response=SilenceArgmax(), on_deadline=FinishResponse(), spec=None
+    )  # the plain path, bitwise (spec vs plain: test_spec_engine.py)
     run = StreamRun(builtin, frames, cfg, questions=[q for q in qs if q.t < 12])
     outs = list(run)
     said = [(o.t, o.text) for o in outs if isinstance(o, ResponseEnd) and o.kind == "commentary"]
