@@ -206,8 +206,9 @@ def _param_map(v: object, where: str) -> dict[str, ParamValue]:
 
 def decode_control(text: str | bytes, *, max_bytes: int) -> Control:
     """Parse one text frame; raises ProtocolError."""
-    if len(text) > max_bytes:
-        raise ProtocolError("E_TOO_LARGE", f"control message of {len(text)} characters > limit {max_bytes}")
+    size = len(text.encode()) if isinstance(text, str) else len(text)  # the limit is in UTF-8 bytes
+    if size > max_bytes:
+        raise ProtocolError("E_TOO_LARGE", f"control message of {size} bytes > limit {max_bytes}")
     try:
         msg = json.loads(text)
     except (ValueError, RecursionError) as e:

@@ -8,8 +8,8 @@ with well-formed headers. Oracle for the well-formed side: `encode_frame` -> `de
 back the same header and payload, and each accepted message is checked against the limits stated
 in docs/protocol.md, written out here independently of the parser.
 
-A problem found is kept as a regression test marked xfail(strict=True) until the parser (owned by
-the server) is fixed: see `test_control_size_limit_counts_bytes`.
+A problem found stays as a regression test: `test_control_size_limit_counts_bytes` (the limit once
+counted characters, not bytes).
 """
 
 from __future__ import annotations
@@ -172,7 +172,6 @@ def test_control_size_limit_applies():
         raise AssertionError("an oversized control message was accepted")
 
 
-@pytest.mark.xfail(strict=True, reason="protocol.decode_control: the size limit counts characters, not bytes")
 def test_control_size_limit_counts_bytes():
     """docs/protocol.md: E_TOO_LARGE for "a control message above `max_control_bytes`". The parser
     compares len(text), which counts characters for a str (what the server passes for a text
