@@ -224,6 +224,7 @@ def replay_one(
     scratch.mkdir(parents=True)
     t0 = time.monotonic()
     ns = argparse.Namespace(**vars(template))
+    ns.ray = False  # this task is one plain replay (the command's own --ray would recurse)
     ns.source = job.source
     ns.out = [scratch / f"{job.name}{f}" for f in formats]
     ns.summary_json = scratch / "summary.json"

@@ -138,14 +138,12 @@ def test_batch_equals_single_file_replay_and_resumes(local_ray, videos: Path, tm
     (out / "clip1.srt").write_text("1\n00:00:00,000 --> 00:00:02,000\nhalf")
     # ... through the command line wiring (`streamrt replay --ray GLOB --out DIR`), with a glob
     from streamrt.commands import replay
-    from streamrt.scale.cli import add_replay_ray_arguments, run_batch_from_args
 
     parser = argparse.ArgumentParser()
-    replay.add_arguments(parser)
-    add_replay_ray_arguments(parser)
+    replay.add_arguments(parser)  # includes the --ray options
     clip0_marker = marker_path(out, "clip0").read_bytes()
     argv = ["--ray", f"{videos}/clip*.mp4", "--out", str(out), "--format", "jsonl,srt", "--no-progress"]
-    assert run_batch_from_args(parser.parse_args([*argv, *REPLAY_ARGS, "--threads", "1"])) == 0
+    assert replay.run(parser.parse_args([*argv, *REPLAY_ARGS, "--threads", "1"])) == 0
     assert marker_path(out, "clip0").read_bytes() == clip0_marker  # skipped
     assert json.loads(marker_path(out, "clip1").read_text())["replay_options"]["speed"] is None  # full speed
     assert (out / "clip1.srt").read_bytes() == (ref / "clip1.srt").read_bytes()
