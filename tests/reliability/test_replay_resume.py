@@ -122,10 +122,13 @@ def test_killed_replay_resumes_to_the_uninterrupted_output(tmp_path, clip, model
     rng = random.Random(seed)
     outs = [tmp_path / "k.jsonl", tmp_path / "k.srt", tmp_path / "k.vtt"]
     args = argv(clip, model_dir, outs)
-    done, kills, first = False, 0, True
+    done, kills, first, near_end = False, 0, True, False
     for sig in (signal.SIGKILL, signal.SIGKILL, signal.SIGINT):
         have = len(jsonl(outs[0])) if outs[0].exists() else 0
-        if have >= total - 2:
+        if (
+            have >= total - 2
+        ):  # a kill landed late (records flushed during its delay): too close to kill again
+            near_end = True
             break
         proc = spawn(args if first else [*args, "--resume"])
         first = False
@@ -137,7 +140,7 @@ def test_killed_replay_resumes_to_the_uninterrupted_output(tmp_path, clip, model
         if sig == signal.SIGINT:
             assert proc.returncode == 130
             assert jsonl(outs[0])[-1]["type"] == "summary" and jsonl(outs[0])[-1]["complete"] is False
-    assert kills >= 2 or done
+    assert kills >= 2 or done or (near_end and kills >= 1)
     proc = spawn([*args, "--resume"])
     assert proc.wait(TIMEOUT) == 0, proc.stderr.read()[-3000:] if proc.stderr else ""
     assert body(outs[0]) == body(reference[0])
