@@ -309,7 +309,7 @@ def forward(
                 for b, s in enumerate(seqs)
             ]
         )  # [Q]
-    hid = out.hidden_states[aux_layer][is_vis] if aux_layer > 0 else out.last_hidden_state[is_vis]
+    hid = hs[is_vis]
     targets = torch.cat([s.targets for s in seqs]).to(dev)
     logits = model.lm_head(out.last_hidden_state).float()
     return Forward(logits, labels.to(dev), answer.to(dev), vis, hid, targets, ref_mass, ref_hid, ref_words)
