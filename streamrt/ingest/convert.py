@@ -55,7 +55,12 @@ def video_stream(container: av.container.InputContainer, source: str) -> av.Vide
     if not container.streams.video:
         kinds = ", ".join(s.type for s in container.streams) or "none"
         raise NoVideoStream(f"{source}: no video stream (streams: {kinds})", source=source)
-    return container.streams.video[0]
+    vs = container.streams.video[0]
+    if vs.codec_context is None:  # the container names a codec FFmpeg does not know
+        raise UnsupportedFormat(
+            f"{source}: video stream {vs.index} uses a codec this FFmpeg build does not know", source=source
+        )
+    return vs
 
 
 def rotation_degrees(frame: av.VideoFrame) -> int:

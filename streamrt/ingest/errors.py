@@ -85,6 +85,13 @@ class WorkerFailed(IngestError):
     code = "E_INGEST_WORKER"
 
 
+class OutOfResources(IngestError):
+    """The system refused what decoding needs (shared memory for the frame slots: a file-size
+    limit, a full /dev/shm)."""
+
+    code = "E_INGEST_RESOURCES"
+
+
 _BY_CODE: dict[str, type[IngestError]] = {
     cls.code: cls
     for cls in (
@@ -101,6 +108,7 @@ _BY_CODE: dict[str, type[IngestError]] = {
         StreamLost,
         BadImage,
         WorkerFailed,
+        OutOfResources,
     )
 }
 

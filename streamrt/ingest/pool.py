@@ -36,7 +36,7 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-from streamrt.ingest.errors import IngestError, WorkerFailed
+from streamrt.ingest.errors import IngestError, OutOfResources, WorkerFailed
 from streamrt.ingest.index import Interval
 from streamrt.ingest.types import PixelSpec
 
@@ -342,7 +342,14 @@ class DecodePool:
             # one block per pool, reused by later decodes: its pages stay mapped in every process
             # named after the owning process so a leak is traceable (`ls /dev/shm/streamrt_*`)
             name = f"streamrt_{os.getpid()}_{secrets.token_hex(4)}"
-            self._shm = shared_memory.SharedMemory(name=name, create=True, size=layout.total_bytes)
+            try:
+                self._shm = shared_memory.SharedMemory(name=name, create=True, size=layout.total_bytes)
+            except OSError as e:  # CPython unlinks the half-made segment before re-raising
+                raise OutOfResources(
+                    f"{path}: cannot allocate {layout.total_bytes / 2**20:.1f} MiB of shared memory "
+                    f"for decoded frames ({e.strerror or e}); check /dev/shm space and file-size limits",
+                    source=str(path),
+                ) from e
         shm = self._shm
         self._active.value = sid
         self.session = Session(self, sid, shm, layout, (path, stream_index, spec))

@@ -35,8 +35,8 @@ def stream_info(s: av.stream.Stream, rotation: int = 0) -> StreamInfo:
     tb = s.time_base
     start = float(s.start_time * tb) if s.start_time is not None and tb else None
     dur = float(s.duration * tb) if s.duration is not None and tb else None
-    if s.type == "video":
-        cc = s.codec_context
+    cc = s.codec_context  # None when FFmpeg does not know the codec (video_stream refuses those)
+    if s.type == "video" and cc is not None:
         rate = s.average_rate or s.guessed_rate
         return StreamInfo(
             s.index,
@@ -51,8 +51,7 @@ def stream_info(s: av.stream.Stream, rotation: int = 0) -> StreamInfo:
             float(rate) if rate else None,
             rotation,
         )
-    if s.type == "audio":
-        cc = s.codec_context
+    if s.type == "audio" and cc is not None:
         return StreamInfo(
             s.index,
             "audio",
@@ -63,8 +62,7 @@ def stream_info(s: av.stream.Stream, rotation: int = 0) -> StreamInfo:
             sample_rate=cc.sample_rate or 0,
             channels=cc.channels or 0,
         )
-    name = s.codec_context.name if s.codec_context else ""
-    return StreamInfo(s.index, s.type, name or "", str(tb), start, dur)
+    return StreamInfo(s.index, s.type, cc.name if cc is not None else "", str(tb), start, dur)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,18 +9,15 @@ overwritten (anywhere, or past the container header), a zeroed range, a range du
 bytes inserted; on an MP4 (moov at the end, as PyAV writes it) and on a Matroska remux of it.
 Decoding runs in the real worker processes (one shared DecodePool, as a server would hold).
 
-Found by this fuzzer (ingest owns the fix): an MP4 whose sample entry names an unknown codec makes
-`FileDecoder(path)` raise AttributeError (probe.stream_info reads `codec_context.name` while PyAV
-gives no codec context), not a typed IngestError. Kept as `test_unknown_codec_is_a_typed_error`,
-xfail(strict=True); the fuzz test counts that one signature (KNOWN) instead of failing on it, and
-fails on anything else.
+Found by this fuzzer and fixed: an MP4 whose sample entry names an unknown codec made
+`FileDecoder(path)` raise AttributeError (PyAV gives no codec context for it); it now raises
+`UnsupportedFormat`, kept as the regression test `test_unknown_codec_is_a_typed_error`.
 """
 
 from __future__ import annotations
 
 import subprocess
 import threading
-import traceback
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -32,15 +29,9 @@ from streamrt.ingest.pool import DecodePool
 from .conftest import budget  # noqa: TID252
 
 HANG_S = 60.0
-COUNT = {"files": 0, "frames": 0, "typed_errors": 0, "known": 0}
+COUNT = {"files": 0, "frames": 0, "typed_errors": 0}
 ORIGINALS: dict[str, bytes] = {}
 """Undamaged clips by container (module-level, so hypothesis does not print them with an example)."""
-
-
-def known_bug(e: BaseException) -> bool:
-    """The unknown-codec AttributeError of probe.stream_info (see module docstring)."""
-    tb = "".join(traceback.format_exception(e))
-    return isinstance(e, AttributeError) and "stream_info" in tb and "'name'" in str(e)
 
 
 @pytest.fixture(scope="module")
@@ -135,9 +126,7 @@ def test_fuzz_file_source(tmp_path_factory, pool, originals, fmt, how):
     frames, err = decode(str(path), pool)
     COUNT["files"] += 1
     COUNT["frames"] += frames
-    if err is not None and known_bug(err):
-        COUNT["known"] += 1
-    elif err is not None:
+    if err is not None:
         assert isinstance(err, IngestError), f"{how[0]}: {type(err).__name__}: {err}"
         assert err.code in ERROR_CODES and (str(path) in str(err) or err.source == str(path)), err
         COUNT["typed_errors"] += 1
@@ -148,7 +137,6 @@ def test_undamaged_file_decodes(clip, pool):
     assert err is None and frames == 100  # the oracle for "frames": 10 s at 10 fps
 
 
-@pytest.mark.xfail(strict=True, reason="ingest probe.stream_info: AttributeError on an unknown codec")
 def test_unknown_codec_is_a_typed_error(clip, tmp_path):
     data = clip.read_bytes()
     i = data.rfind(b"avc1")  # the stsd sample entry (PyAV writes moov at the end)
