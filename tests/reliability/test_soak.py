@@ -1,13 +1,14 @@
 """`streamrt soak` end to end, and its trend test.
 
-The short soak (default suite, about a minute) runs the real command: a real `streamrt serve`
-subprocess over loopback with both modes and 3 simulated users for 45 s, with high rates of
+The soak of the issue's CI variant (default suite, three minutes) runs the real command: a real
+`streamrt serve` subprocess over loopback with both modes and 4 simulated users, with high rates of
 malformed messages, abrupt disconnects and slow readers so every behaviour occurs. Checked from the
 JSON report: every verdict check held (server up, no E_INTERNAL, sessions closed, fds back to the
 baseline, no upward trend); every behaviour happened; every error code a client received is one the
 protocol promises for a malformed message it sent (or a known drop-related code), and no more of a
 code came back than were provoked (E_BAD_IMAGE may be fewer: an undecoded frame dropped from the
-buffer never gets decoded). The 3-minute variant of the issue is the same command under `slow`.
+buffer never gets decoded). The 60-minute run is `streamrt soak --minutes 60`, reported in
+docs/reliability.md.
 
 The trend test has its own oracle: lines of known slope with spikes on top.
 """
@@ -57,11 +58,6 @@ def check(report: dict, minutes: float) -> None:
     assert all(s["fds"] > 0 and s["rss_mib"] > 0 for s in report["samples"])
 
 
-def test_short_soak(tmp_path):
-    check(run_soak(tmp_path, 0.75, 3), 0.75)
-
-
-@pytest.mark.slow
 def test_three_minute_soak(tmp_path):
     check(run_soak(tmp_path, 3.0, 4), 3.0)
 
