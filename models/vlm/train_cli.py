@@ -31,66 +31,40 @@ examples:
 """
 
 
+# (flag, TrainConfig field, help); the type and the default come from TrainConfig
+OPTIONS: tuple[tuple[str, str, str], ...] = (
+    ("--steps", "steps", "optimiser steps"),
+    ("--batch", "batch", "windows per step"),
+    ("--chunks", "chunks_per_seq", "chunks per window"),
+    ("--question-rate", "question_rate", "chance of questions after a chunk"),
+    ("--questions", "questions_per_chunk", "questions per questioned chunk"),
+    ("--answer-weight", "answer_weight", "weight of the answers' loss"),
+    ("--attn-weight", "attn_weight", "weight of the attention-grounding loss"),
+    ("--rope-theta", "rope_theta", "RoPE base of a new model"),
+    ("--aux-weight", "aux_weight", "weight of the per-patch grounding losses"),
+    ("--lr", "lr", "peak learning rate"),
+    ("--vision-lr-scale", "vision_lr_scale", "vision tower learning-rate factor"),
+    ("--seed", "seed", "seed of weights and data"),
+    ("--threads", "threads", "torch threads"),
+    ("--checkpoint-every", "checkpoint_every", "steps between checkpoints"),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from streamrt.models.vlm.train import TrainConfig
 
     d = TrainConfig()
     parser.add_argument("--out", type=Path, required=True, help="run / model directory")
-    parser.add_argument("--steps", type=int, default=d.steps, help=f"optimiser steps (default {d.steps})")
-    parser.add_argument("--batch", type=int, default=d.batch, help=f"windows per step (default {d.batch})")
-    parser.add_argument(
-        "--chunks", type=int, default=d.chunks_per_seq, help=f"chunks per window (default {d.chunks_per_seq})"
-    )
-    parser.add_argument(
-        "--question-rate",
-        type=float,
-        default=d.question_rate,
-        help=f"chance of questions after a chunk (default {d.question_rate})",
-    )
-    parser.add_argument(
-        "--questions",
-        type=int,
-        default=d.questions_per_chunk,
-        help=f"questions per questioned chunk (default {d.questions_per_chunk})",
-    )
-    parser.add_argument(
-        "--answer-weight",
-        type=float,
-        default=d.answer_weight,
-        help=f"weight of the answers' loss (default {d.answer_weight})",
-    )
-    parser.add_argument(
-        "--attn-weight",
-        type=float,
-        default=d.attn_weight,
-        help=f"weight of the attention-grounding loss (default {d.attn_weight})",
-    )
-    parser.add_argument(
-        "--rope-theta",
-        type=float,
-        default=d.rope_theta,
-        help=f"RoPE base of a new model (default {d.rope_theta:g})",
-    )
-    parser.add_argument(
-        "--aux-weight",
-        type=float,
-        default=d.aux_weight,
-        help=f"weight of the per-patch grounding losses (default {d.aux_weight})",
-    )
-    parser.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
-    parser.add_argument(
-        "--vision-lr-scale",
-        type=float,
-        default=d.vision_lr_scale,
-        help=f"vision tower learning-rate factor (default {d.vision_lr_scale})",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=d.seed, help=f"seed of weights and data (default {d.seed})"
-    )
-    parser.add_argument("--threads", type=int, default=d.threads, help=f"torch threads (default {d.threads})")
-    parser.add_argument(
-        "--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints"
-    )
+    for flag, field, text in OPTIONS:
+        default = getattr(d, field)
+        parser.add_argument(
+            flag,
+            dest=field,
+            metavar=flag[2:].upper().replace("-", "_"),
+            type=type(default),
+            default=default,
+            help=f"{text} (default {default:g})",
+        )
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUT has a checkpoint")
 
 
@@ -98,22 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from streamrt.models.vlm.train import TrainConfig, train
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = TrainConfig(
-        steps=args.steps,
-        batch=args.batch,
-        chunks_per_seq=args.chunks,
-        question_rate=args.question_rate,
-        questions_per_chunk=args.questions,
-        aux_weight=args.aux_weight,
-        answer_weight=args.answer_weight,
-        attn_weight=args.attn_weight,
-        rope_theta=args.rope_theta,
-        lr=args.lr,
-        vision_lr_scale=args.vision_lr_scale,
-        seed=args.seed,
-        threads=args.threads,
-        checkpoint_every=args.checkpoint_every,
-    )
+    cfg = TrainConfig(**{field: getattr(args, field) for _, field, _ in OPTIONS})
     res = train(args.out, cfg, resume=not args.no_resume)
     print(
         f"trained {res['steps']} steps in {res['seconds'] / 60:.1f} min, loss {res['loss_ema']:.3f}: {args.out}"
