@@ -3,7 +3,7 @@
 `IntervalDecoder` keeps one container open per file and, per interval, seeks to the keyframe,
 verifies it landed on exactly that packet (falling back to a scan from the start when the
 container's seek overshoots, as MPEG-TS can), feeds the interval's packets to a single-threaded
-decoder, flushes it, and yields the owned (or wanted) frames converted to output pixels. Decode
+decoder (frame-threaded when the interval asks for threads), flushes it, and yields the owned (or wanted) frames converted to output pixels. Decode
 problems end the interval with a status instead of raising, so the caller decides what strict
 means. Knows nothing about processes, shared memory or delivery order.
 """
@@ -61,21 +61,29 @@ _NONREF_SKIP_CODECS = frozenset({"h264"})
 class IntervalDecoder:
     """One open file and its video decoder; decodes intervals one after another."""
 
-    def __init__(self, path: str, stream_index: int, spec: PixelSpec) -> None:
+    def __init__(self, path: str, stream_index: int, spec: PixelSpec, threads: int = 1) -> None:
         self.path = path
         self.spec = spec
-        self.container = open_file(path)
-        self.stream = self.container.streams[stream_index]
-        for s in self.container.streams:
-            if s.index != stream_index:
-                s.discard = Discard.all
-        self.ctx = self.stream.codec_context
-        self.ctx.thread_count = 1  # parallelism comes from intervals: total threads <= cores
+        self.threads = threads
+        self._open(stream_index)
         self.geo: Geometry | None = None
         self.sws = VideoReformatter()  # one swscale context for the whole file, not one per frame
         self._current: av.VideoFrame | None = None
         self._materialize = True
         self.status = IntervalStatus()
+
+    def _open(self, stream_index: int) -> None:
+        self.container = open_file(self.path)
+        self.stream = self.container.streams[stream_index]
+        for s in self.container.streams:
+            if s.index != stream_index:
+                s.discard = Discard.all
+        self.ctx = self.stream.codec_context
+        # parallelism comes from intervals (total threads <= cores); a decoder with threads > 1 runs
+        # the tail of a full decode, when no other interval is left to run beside it
+        self.ctx.thread_count = self.threads
+        if self.threads > 1:
+            self.ctx.thread_type = "FRAME"  # bit-exact; the codec opens lazily, so this still applies
 
     def close(self) -> None:
         self.container.close()
@@ -91,13 +99,7 @@ class IntervalDecoder:
                 self.container.seek(iv.key_seek, stream=self.stream, backward=True, any_frame=False)
             else:
                 self.container.close()
-                self.container = open_file(self.path)
-                self.stream = self.container.streams[self.stream.index]
-                for s in self.container.streams:
-                    if s.index != self.stream.index:
-                        s.discard = Discard.all
-                self.ctx = self.stream.codec_context
-                self.ctx.thread_count = 1
+                self._open(self.stream.index)
             self.ctx.flush_buffers()
             it = self.container.demux(self.stream)
             found = False

@@ -28,6 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import replace
 from fractions import Fraction
 
 import av
@@ -54,6 +55,8 @@ from streamrt.ingest.types import DecodeReport, Frame, Full, PixelSpec, Sampling
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.02
+# fixed cost of an interval in packets (seek, decoder flush, its keyframe: the dearest picture)
+_INTERVAL_COST = 8
 FULL = Full()
 RGB = PixelSpec()
 
@@ -177,6 +180,7 @@ class FileDecoder:
                 head = HeadThread(self.path, self._stream_index, self.spec, slots)
                 self._cleanup.append(head.close)
             self.report.workers = pool.workers
+            self.report.worker_packets = [0] * pool.workers
             if isinstance(self.sampling, Full):
                 per = self._interval_frames or min(slots, 90)  # short intervals balance the workers
                 plan = plan_full(index, per, self.timeout)
@@ -202,8 +206,14 @@ class FileDecoder:
             self._release()
 
     def _deliver(self, index: PacketIndex, plan, pool: DecodePool, session, head, slots, frame_pts, t0):
-        lookahead = 2 * pool.workers + 1
+        # Intervals in flight: full-decode intervals hold many frames each (2W + 1 keep every worker
+        # busy); sampled ones are many and short (1-2 frames, very different lengths), so more are
+        # queued for the workers to stay busy while the oldest is delivered. Memory is bounded by
+        # the rings either way (a worker blocks on a full ring).
+        lookahead = 2 * pool.workers + 1 if frame_pts is None else 4 * pool.workers + 1
         inflight: deque[tuple[Interval, int]] = deque()  # (interval, target): -1 = head thread
+        # list scheduling: each interval goes to the worker with the least work queued, counted in
+        # packets to decode (intervals differ a lot: a sampled one ends at its wanted frame)
         load = [0] * pool.workers
         plan_done = False
         start_pts: int | None = int(frame_pts[0]) if frame_pts is not None else None
@@ -226,7 +236,12 @@ class FileDecoder:
                     break
                 if ready:
                     target = min(ready, key=lambda w: (load[w], w))
-                    load[target] += 1
+                    if iv.last and iv.wanted is None and pool.workers > 1:
+                        # the tail of a full decode: nothing is left to run beside it, so one
+                        # frame-threaded decoder uses the cores the other workers are giving up
+                        iv = replace(iv, threads=pool.workers)
+                        self.report.threaded_intervals += 1
+                    load[target] += iv.n_packets + _INTERVAL_COST
                     session.submit(target, iv)
                 else:
                     target = -1
@@ -264,8 +279,11 @@ class FileDecoder:
             if rec.kind == KIND_END:
                 inflight.popleft()
                 last_pts = redo_after = None
+                self.report.packets_fed += rec.fed
+                self.report.frames_decoded += rec.decoded
                 if target >= 0:
-                    load[target] -= 1
+                    load[target] -= iv.n_packets + _INTERVAL_COST
+                    self.report.worker_packets[target] += rec.fed
                 if rec.status != STATUS_OK:
                     status, detail = head.problems.pop(rec.seq) if target < 0 else session.problem(rec.seq)
                     self._interval_problem(

@@ -78,7 +78,7 @@ class HeadThread:
                         dec = IntervalDecoder(*self._args)
                     except IngestError as e:
                         dec = e
-                status, skipped = STATUS_OK, 0
+                status, skipped, fed, decoded = STATUS_OK, 0, 0, 0
                 if isinstance(dec, IngestError):
                     status, self.problems[iv.seq] = STATUS_ERROR, (STATUS_ERROR, dec.to_wire())
                 else:
@@ -98,7 +98,7 @@ class HeadThread:
                             )
                             if not self._put(rec):
                                 return
-                        skipped = dec.status.corrupt
+                        skipped, fed, decoded = dec.status.corrupt, dec.status.fed, dec.status.decoded
                         if not dec.status.ok or skipped:
                             status = STATUS_PROBLEM if not dec.status.ok else STATUS_CORRUPT
                             self.problems[iv.seq] = (status, dec.status.problem)
@@ -106,7 +106,9 @@ class HeadThread:
                         status = STATUS_ERROR
                         err = WorkerFailed(f"{self._args[0]}: head decoder: {type(e).__name__}: {e}")
                         self.problems[iv.seq] = (STATUS_ERROR, err.to_wire())
-                if not self._put(Record(iv.seq, KIND_END, status, 0, 0, False, 0, 0, "", None, skipped)):
+                if not self._put(
+                    Record(iv.seq, KIND_END, status, 0, 0, False, 0, 0, "", None, skipped, fed, decoded)
+                ):
                     return
         finally:
             if isinstance(dec, IntervalDecoder):

@@ -43,6 +43,12 @@ class Interval:
     lo: int  # owned frames: lo <= pts < hi
     hi: int
     wanted: tuple[int, ...] | None = None  # sampled decoding: only these pts (sorted)
+    threads: int = 1  # decoder threads (frame threading) for this interval; 1 = single-threaded
+
+    @property
+    def last(self) -> bool:
+        """True for the interval that owns the end of the stream."""
+        return self.hi == _INF
 
 
 class PacketIndex:

@@ -59,6 +59,8 @@ RECORD = np.dtype(
         ("nbytes", "<i8"),
         ("skipped", "<i8"),  # END records: corrupt frames the interval skipped
         ("fmt", "S24"),
+        ("fed", "<i8"),  # END records: packets given to the decoder
+        ("decoded", "<i8"),  # END records: frames the decoder returned (fewer when packets were skipped)
     ]
 )
 _POLL_S = 0.05  # granularity of every blocking wait (cancel and liveness checks between waits)
@@ -102,7 +104,7 @@ def _worker_main(wid, tasks, items, free, active, ctl, parent_pid) -> None:  # p
     from streamrt.ingest.core import IntervalDecoder
 
     ctl.put(("ready", wid))
-    session = None  # [sid, decoder or error, layout, heads, data]
+    session = None  # [sid, decoder or error, layout, heads, data, {threads: frame-threaded decoder}]
     mapped: shared_memory.SharedMemory | None = None  # kept across sessions: its pages stay mapped
     head = 0
     while True:
@@ -128,13 +130,14 @@ def _worker_main(wid, tasks, items, free, active, ctl, parent_pid) -> None:  # p
                 dec = e
             except Exception as e:  # noqa: BLE001 - reported per task, the worker stays up
                 dec = WorkerFailed(f"{path}: worker {wid} cannot open: {type(e).__name__}: {e}", source=path)
-            session = [sid, dec, layout, heads[wid], data[wid]]
+            session = [sid, dec, layout, heads[wid], data[wid], {}]
             del heads, data
             head = 0
         elif kind == "end":
             if session is not None and session[0] == sid:
-                if not isinstance(session[1], IngestError):
-                    session[1].close()
+                for d in [session[1], *session[5].values()]:
+                    if not isinstance(d, IngestError):
+                        d.close()
                 session = None  # drops this session's views; the mapping stays for the next one
             ctl.put(("idle", wid, sid))
         elif kind == "task":
@@ -151,8 +154,26 @@ def _acquire(sem, sid, active, parent_pid) -> bool:
     return True
 
 
+def _decoder_for(session, iv: Interval):  # pragma: no cover - subprocess
+    """The session's decoder for `iv`: the single-threaded one, or one opened with `iv.threads`."""
+    dec, threaded = session[1], session[5]
+    if iv.threads <= 1 or isinstance(dec, IngestError):
+        return dec
+    if iv.threads not in threaded:
+        from streamrt.ingest.core import IntervalDecoder
+
+        try:
+            threaded[iv.threads] = IntervalDecoder(dec.path, dec.stream.index, dec.spec, threads=iv.threads)
+        except IngestError as e:
+            return e
+        except Exception as e:  # noqa: BLE001 - reported per task, the worker stays up
+            return WorkerFailed(f"{dec.path}: cannot open a threaded decoder: {type(e).__name__}: {e}")
+    return threaded[iv.threads]
+
+
 def _run_task(wid, session, iv, head, items, free, active, ctl, parent_pid) -> int:  # pragma: no cover
-    sid, dec, layout, heads, data = session
+    sid, _, layout, heads, data, _ = session
+    dec = _decoder_for(session, iv)
     status, problem, skipped = STATUS_OK, "", 0
     if isinstance(dec, IngestError):
         status, problem = STATUS_ERROR, dec.to_wire()
@@ -180,6 +201,8 @@ def _run_task(wid, session, iv, head, items, free, active, ctl, parent_pid) -> i
                     n,
                     0,
                     d.pix_fmt.encode(),
+                    0,
+                    0,
                 )
                 head += 1
                 items.release()
@@ -198,7 +221,8 @@ def _run_task(wid, session, iv, head, items, free, active, ctl, parent_pid) -> i
     if not _acquire(free, sid, active, parent_pid):
         return head
     slot = head % layout.slots
-    heads[slot] = (iv.seq, KIND_END, status, 0, 0, 0, 0, 0, 0, skipped, b"")
+    fed, decoded = (0, 0) if isinstance(dec, IngestError) else (dec.status.fed, dec.status.decoded)
+    heads[slot] = (iv.seq, KIND_END, status, 0, 0, 0, 0, 0, 0, skipped, b"", fed, decoded)
     items.release()
     return head + 1
 
@@ -234,6 +258,8 @@ class Record:
     fmt: str
     pixels: np.ndarray | None  # a copy, owned by the caller
     skipped: int = 0  # END records: corrupt frames the interval skipped
+    fed: int = 0  # END records: packets given to the decoder
+    decoded: int = 0  # END records: frames the decoder returned
 
 
 class DecodePool:
@@ -474,6 +500,8 @@ class Session:
             h["fmt"].decode(),
             px,
             int(h["skipped"]),
+            int(h["fed"]),
+            int(h["decoded"]),
         )
         if not lent:
             self.pool._free[worker].release()

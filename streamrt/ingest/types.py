@@ -7,7 +7,7 @@ sampling requests are always in `t`. Nothing here decodes or knows where frames 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -117,3 +117,7 @@ class DecodeReport:
     first_frame_s: float | None = None  # seconds from the first next() to the first delivered frame
     corrupt_frames: int = 0  # frames skipped: packets the decoder rejected + frames it flagged corrupt
     worker_restarts: int = 0  # decode workers that died and were replaced (their intervals redone)
+    packets_fed: int = 0  # video packets given to decoders (all intervals, head thread included)
+    frames_decoded: int = 0  # frames decoders returned (< packets_fed when non-reference ones were skipped)
+    worker_packets: list[int] = field(default_factory=list)  # packets fed per worker (balance)
+    threaded_intervals: int = 0  # intervals decoded by one frame-threaded decoder (the tail of a full decode)

@@ -271,3 +271,45 @@ def test_timestamps_and_start_offset(clips, pool):
     assert frames[0].t == 0.0 and frames[0].pts > 1.0  # MPEG-TS starts at 1.4 s
     assert all(b.t > a.t for a, b in zip(frames, frames[1:], strict=False))
     assert frames[0].keyframe and frames[-1].t == pytest.approx((len(frames) - 1) / 25, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name", ["h264_opengop_mkv", "h264_ts_start", "h264_bframes_audio_mp4", "hevc_mp4", "vp9_webm"]
+)
+def test_frame_threaded_tail_is_frame_exact(clips, pool, name):
+    """The last interval of a full decode runs on one frame-threaded decoder; here the whole file is
+    that one interval: every frame equals the sequential single-threaded decode."""
+    path = _get(clips, name)
+    with FileDecoder(str(path), pixels=NATIVE, pool=pool, interval_frames=10**6, head_thread=False) as d:
+        got = [hashlib.md5(f.pixels).hexdigest() for f in d]
+        report = d.report
+    assert report.intervals == 1 and report.threaded_intervals == 1
+    assert got == [r[2] for r in sequential(path)]
+    # many intervals: only the last is threaded, and the decoders saw every packet once
+    with FileDecoder(str(path), pixels=NATIVE, pool=pool, interval_frames=1, head_thread=False) as d:
+        got = [hashlib.md5(f.pixels).hexdigest() for f in d]
+        report = d.report
+    assert report.threaded_intervals == 1 < report.intervals
+    assert got == [r[2] for r in sequential(path)]
+    assert sum(report.worker_packets) == report.packets_fed >= len(got)
+
+
+def test_sampled_decode_reports_fed_and_decoded_counts(clips, pool):
+    """Sampled H.264: the workers are fed exactly the planned packets (keyframe up to each
+    interval's last wanted packet) and decode fewer (skipped non-reference packets)."""
+    from streamrt.ingest.index import plan_wanted, start_index
+    from streamrt.ingest.sampling import pick, request_times
+
+    path = str(_get(clips, "h264_bframes_audio_mp4"))
+    index = start_index(path)
+    index.wait_done(30)
+    fp = index.frame_pts()
+    tb = index.time_base
+    times = request_times(Uniform(5), float((index.end_pts() - int(fp[0])) * tb))
+    plan = plan_wanted(index, pick(fp, int(fp[0]), tb, times))
+    with FileDecoder(path, pixels=NATIVE, pool=pool, sampling=Uniform(5), head_thread=False) as d:
+        frames = list(d)
+        report = d.report
+    assert len(frames) == 5 and report.threaded_intervals == 0
+    assert report.packets_fed == sum(iv.n_packets for iv in plan) == sum(report.worker_packets)
+    assert len(frames) <= report.frames_decoded < report.packets_fed
