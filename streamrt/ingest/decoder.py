@@ -97,7 +97,10 @@ class FileDecoder:
         self.strict = strict
         self.timeout = timeout
         self.source_id = source_id or self.path
-        with open_file(self.path) as c:
+        # kept open for the index thread, which takes it over (one open less before the first frame)
+        self._container: av.container.InputContainer | None = open_file(self.path)
+        try:
+            c = self._container
             vs = video_stream(c, self.path)
             self.info: StreamInfo = stream_info(vs)
             self._declared_frames = int(vs.frames or 0)
@@ -106,6 +109,9 @@ class FileDecoder:
             )
             self._stream_index = vs.index
             self._tb = Fraction(vs.time_base.numerator, vs.time_base.denominator)
+        except BaseException:
+            self._close_container()
+            raise
         self._own_pool = pool is None
         self._pool = pool
         self._workers = pool.workers if pool else workers
@@ -131,6 +137,12 @@ class FileDecoder:
         if self._gen is not None:
             self._gen.close()
         self._release()
+        self._close_container()
+
+    def _close_container(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
 
     def __enter__(self) -> FileDecoder:
         return self
@@ -163,7 +175,10 @@ class FileDecoder:
         try:
             stop_index = threading.Event()
             self._cleanup.append(stop_index.set)
-            index = start_index(self.path, stop_index)
+            container, self._container = self._container, None
+            if container is None:  # closed before iterating: open again
+                container = open_file(self.path)
+            index = start_index(self.path, stop_index, container)
             if self._pool is None:
                 self._pool = DecodePool(self._workers)
                 self._cleanup.append(self._pool.close)
