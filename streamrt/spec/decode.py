@@ -81,8 +81,12 @@ class SpeculativeDecoder:
     def restart(self, history: Sequence[int] = ()) -> None:
         """Start over from another context (the caller restored or rebuilt the cache): replace the
         history, drop the pending token; measured acceptance and costs are kept."""
-        self.history = History(self.history.min_n, self.history.max_n, self.history.window)
-        self.history.extend(list(history))
+        h = self.history
+        ids = [int(t) for t in history]
+        keep = len(h.tokens) if h.start == 0 and ids[: len(h.tokens)] == h.tokens else 0
+        if keep == 0:  # not a continuation of the current history: index it from scratch
+            self.history = h = History(h.min_n, h.max_n, h.window)
+        h.extend(ids[keep:])  # a continuation (a replay's next response): only the new tokens
         self.pending = None
 
     def observe(self, ids: Sequence[int]) -> None:
@@ -207,6 +211,9 @@ class SpeculativeDecoder:
         """One target forward; returns the tokens it emits (1..k+1 with k <= limit), trimmed at EOS and
         at limit + 1. limit < 1: a plain step (its append may evict, exactly as plain decoding's)."""
         name, prop = self._draft(limit, params, generator)
+        cut = next((i + 1 for i, tok in enumerate(prop.tokens) if tok in eos), len(prop.tokens))
+        if cut < len(prop.tokens):  # decoding stops at a stop token: verifying drafts past it only costs
+            prop = Proposal(prop.tokens[:cut], None if prop.q is None else prop.q[:cut], prop.seconds)
         k = len(prop.tokens)
         cache = self.target.cache
         mark = cache.begin_speculation() if k else cache.length

@@ -2,7 +2,7 @@
 
 `History` owns the token ids the session has seen and said, in order (prompt, questions, previous
 responses, the response being decoded; vision tokens are not text and are left out), plus an
-incremental n-gram index over them. It is bounded: past `2 * window` tokens the oldest are dropped
+incremental n-gram vote index over them. It is bounded: past `2 * window` tokens the oldest are dropped
 (a long stream keeps flat memory), and `start` counts the tokens dropped so far. A `Drafter` proposes draft tokens after the history's last token;
 it never touches the target's cache state (a drafter that writes scratch rows beyond the cache's
 length, like self-speculation, leaves `length` and every valid row as they were).
@@ -23,8 +23,15 @@ def cost_ema(old: float, new: float, decay: float = 0.9) -> float:
 
 
 class History:
-    """Token history of one session with an n-gram index (most recent occurrence), bounded to the
-    most recent `window` .. `2 * window` tokens."""
+    """Token history of one session with an n-gram vote index, bounded to the most recent `window` ..
+    `2 * window` tokens.
+
+    For every n-gram (n = min_n..max_n) the index counts which token followed it and remembers the
+    favourite: the most frequent follower, the most recent one among equally frequent ones. Drafting
+    (`continuation`) repeatedly takes the longest suffix n-gram that occurred before and appends its
+    favourite follower. Commentary says the same sentence shapes with different words in a few
+    slots: the vote copies the shape and picks each slot's most common filler, where copying the
+    most recent occurrence copies the last filler."""
 
     def __init__(self, min_n: int = 1, max_n: int = 4, window: int = 8192) -> None:
         self.tokens: list[int] = []
@@ -33,10 +40,12 @@ class History:
         self.window = window
         self.start = 0
         """Tokens dropped from the front so far (`tokens[0]` is token number `start` of the session)."""
-        self._index: dict[tuple[int, ...], int] = {}
-        """n-gram -> end (exclusive) of its most recent occurrence; valid while a token follows it."""
+        self._votes: dict[tuple[int, ...], dict[int, list[int]]] = {}
+        """n-gram -> {follower: ends of the n-gram's occurrences it followed, oldest first}."""
+        self._best: dict[tuple[int, ...], int] = {}
+        """n-gram -> its favourite follower (most votes; ties: most recent)."""
         self._indexed = 0
-        """n-grams ending at positions < this are indexed."""
+        """Followers at positions < this are counted."""
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -47,45 +56,66 @@ class History:
             drop = len(self.tokens) - self.window
             del self.tokens[:drop]
             self.start += drop
-            self._index.clear()
+            self._votes.clear()
+            self._best.clear()
             self._indexed = 0
 
     def drop_last(self) -> None:
-        """Forget the last token (a decoder's pending token that never entered the model). O(1): index
-        entries whose continuation it was become invalid until a token takes its place."""
+        """Forget the last token (a decoder's pending token that never entered the model); its votes
+        are withdrawn (O(max_n))."""
+        e = len(self.tokens) - 1
+        if self._indexed > e:
+            self._vote(e, -1)
+            self._indexed = e
         self.tokens.pop()
-        self._indexed = min(self._indexed, len(self.tokens))
 
     def continuation(self, k: int) -> tuple[int, ...]:
-        """Up to k tokens that followed the most recent earlier occurrence of the longest suffix
-        n-gram (max_n down to min_n); empty when no suffix occurred before. When that occurrence is
-        so recent that its continuation runs into the end of the history (a repeating pattern), the
-        lookup is repeated on the history extended by what was found so far."""
+        """Up to k tokens drafted by the vote (see class docstring): each is the favourite follower of
+        the longest suffix n-gram (max_n down to min_n) of the history plus the tokens drafted so
+        far; ends early when no suffix occurred before."""
         self._update()
-        h = self.tokens
+        seq = self.tokens[-self.max_n :]
         out: list[int] = []
+        best = self._best
         while len(out) < k:
-            found = self._lookup(h[-self.max_n :] + out if out else h, k - len(out))
-            if not found:
+            tok = None
+            for n in range(min(self.max_n, len(seq)), self.min_n - 1, -1):
+                tok = best.get(tuple(seq[len(seq) - n :]))
+                if tok is not None:
+                    break
+            if tok is None:
                 break
-            out += found
+            out.append(tok)
+            seq = seq[1:] + [tok] if len(seq) >= self.max_n else seq + [tok]
         return tuple(out)
 
-    def _lookup(self, seq: list[int], k: int) -> list[int]:
+    def _vote(self, e: int, delta: int) -> None:
+        """Add (delta = 1) or withdraw (-1, only ever the newest) the votes of the follower at e."""
         h = self.tokens
-        for n in range(min(self.max_n, len(seq)), self.min_n - 1, -1):
-            end = self._index.get(tuple(seq[len(seq) - n :]))
-            if end is not None and end < len(h):
-                return h[end : end + k]
-        return []
+        tok = h[e]
+        for n in range(self.min_n, min(self.max_n, e) + 1):
+            g = tuple(h[e - n : e])
+            votes = self._votes.setdefault(g, {})
+            ends = votes.setdefault(tok, [])
+            if delta > 0:
+                ends.append(e)
+                fav = self._best.get(g)
+                if fav is None or fav == tok or len(ends) >= len(votes[fav]):
+                    self._best[g] = tok
+                continue
+            ends.pop()
+            if not ends:
+                del votes[tok]
+            if votes:
+                self._best[g] = max(votes, key=lambda t: (len(votes[t]), votes[t][-1]))
+            else:
+                del self._votes[g]
+                del self._best[g]
 
     def _update(self) -> None:
-        h = self.tokens
-        # index n-grams ending at e for e < len(h) (their continuation token h[e] exists)
-        for e in range(max(self._indexed, 1), len(h)):
-            for n in range(self.min_n, min(self.max_n, e) + 1):
-                self._index[tuple(h[e - n : e])] = e
-        self._indexed = max(self._indexed, len(h))
+        for e in range(max(self._indexed, 1), len(self.tokens)):
+            self._vote(e, 1)
+        self._indexed = max(self._indexed, len(self.tokens))
 
 
 class Drafter(Protocol):

@@ -81,11 +81,23 @@ class Target:
         per layer written onto itself: the cache has no verb to split a segment without a write)."""
         cache = self.cache
         cache.rollback(mark + min(rows, 1))
+        if rows <= 1:
+            return
+        # The round never spans an eviction (`room`), so plain decoding's eviction plan before each of
+        # these appends is empty: register them inside a speculation, which skips planning. (Only for
+        # "assistant" rows: other kinds also relabel old assistant turns when planning.) A row after an
+        # unpinned segment is never pinned (the policy pins a prefix): say so, saving the scan.
+        fast = self.kind == "assistant"
+        pinned = None if cache.segments[-1].pinned else False
+        if fast:
+            cache.begin_speculation()
         for row in range(mark + 1, mark + rows):
-            cache.append(self.kind, 1)
+            cache.append(self.kind, 1, pinned=pinned)
             for layer in range(cache.spec.num_layers):
                 # k, v: [B, H, 1, D] views of the row being registered
                 cache.write(layer, cache.k[layer, :, :, row : row + 1], cache.v[layer, :, :, row : row + 1])
+        if fast:
+            cache.end_speculation()
 
     def room(self, cap: int | None = None) -> int:
         """How many tokens (at most `cap`) plain decoding could append, one at a time, before the
@@ -153,7 +165,19 @@ class Target:
         slope = (self.cost_curve[top] - self.cost_curve[1]) / max(top - 1, 1)
         return self.cost_curve[top] + slope * (n - top)
 
-    def observe_cost(self, n: int, seconds: float, decay: float = 0.9) -> None:
-        """Refine the curve with a measured forward of n tokens (EMA)."""
-        if n in self.cost_curve:
-            self.cost_curve[n] = decay * self.cost_curve[n] + (1 - decay) * seconds
+    def observe_cost(self, n: int, seconds: float, fall: float = 0.7, rise: float = 0.98) -> None:
+        """Refine the curve with a measured forward of n tokens: an EMA that follows a faster forward
+        quickly (factor `fall`) and a slower one slowly (`rise`). Load on a shared machine only ever
+        adds time, in bursts; a symmetric average let one burst make long drafts look expensive and
+        switch speculation off for many rounds. A lasting change (a longer context) still gets in.
+        The curve stays non-decreasing in n: the new estimate bounds the shorter forwards from above
+        and the longer ones from below, so a burst caught while measuring a length the planner then
+        never picks is corrected all the same."""
+        if n not in self.cost_curve:
+            return
+        old = self.cost_curve[n]
+        keep = fall if seconds < old else rise
+        new = self.cost_curve[n] = keep * old + (1 - keep) * seconds
+        for m, c in self.cost_curve.items():
+            if (m < n and c > new) or (m > n and c < new):
+                self.cost_curve[m] = new

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from streamrt.spec import (
+    History,
     ModelDrafter,
     NGramDrafter,
     SamplingParams,
@@ -137,3 +138,56 @@ def test_sampling_params_validated() -> None:
     with pytest.raises(Exception) as e:
         SamplingParams(temperature=-1.0)
     assert getattr(e.value, "code", "") == "E_SPEC_SAMPLING"
+
+
+class _Replay:
+    """A deterministic drafter proposing a fixed continuation (the plain reference, here running past
+    the stop token): checks what the decoder does with drafts beyond a stop token."""
+
+    name = "replay"
+    deterministic = True
+    seconds_per_token = 0.0
+
+    def __init__(self, tokens: list[int], offset: int) -> None:
+        self.tokens, self.offset = tokens, offset
+
+    def propose(self, history, k, params, generator):
+        from streamrt.spec import Proposal
+
+        done = len(history) - self.offset  # reference tokens already in the history
+        return Proposal(tuple(self.tokens[done : done + k]))
+
+    def reset(self) -> None:
+        pass
+
+
+def test_drafts_are_cut_after_a_stop_token() -> None:
+    model = build("llama", seed=3).double()
+    turns = turns_for(3, 96)
+    ref, _ = plain_decode(model, turns, 24)
+    first = next(i for i in range(3, 16) if ref.index(ref[i]) == i)  # a token first said at i >= 3
+    eos = ref[first]
+    target, logits = prefilled(model, turns)
+    history = sum(turns, [])
+    dec = SpeculativeDecoder(target, [_Replay(ref, len(history))], SpecConfig(adaptive=False, fixed_draft=12))
+    dec.observe(history)
+    res = dec.generate(logits, max_new_tokens=24, eos=eos)
+    assert list(res.tokens) == ref[: first + 1] and res.stop == "eos"
+    assert res.stats.rounds == 1 and res.stats.drafted == first  # drafted up to the stop token, not 12
+    assert res.stats.accepted == first
+
+
+def test_restart_reuses_the_history_index_when_it_continues() -> None:
+    model = build("llama", seed=0)
+    target, _ = prefilled(model, [[1, 2, 3]])
+    dec = SpeculativeDecoder(target, [NGramDrafter()])
+    seq = [5, 6, 7, 5, 6, 8, 5, 6, 7, 9, 5, 6]
+    fresh = History()
+    fresh.extend(seq)
+    dec.restart(seq[:6])
+    kept = dec.history
+    dec.restart(seq)  # continues: the same index, extended
+    assert dec.history is kept and dec.history.continuation(3) == fresh.continuation(3) == (7, 9, 5)
+    dec.restart([4, *seq])  # does not: a fresh index
+    assert dec.history is not kept and dec.history.tokens == [4, *seq]
+    assert dec.history.continuation(3) == (7, 9, 5)

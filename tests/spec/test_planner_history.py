@@ -1,5 +1,5 @@
-"""Unit checks of the pieces around verification: the n-gram history index against a brute-force
-search, the adaptive planner's choices from acceptance and a cost curve, the eviction guard
+"""Unit checks of the pieces around verification: the n-gram history's vote index against a
+brute-force count, the adaptive planner's choices from acceptance and a cost curve, the eviction guard
 (`Target.room`) against the retention policy, and the measured verify-cost curve."""
 
 from __future__ import annotations
@@ -12,23 +12,25 @@ from .conftest import build, cache_config, prefilled
 
 
 def _brute(tokens: list[int], k: int, min_n: int, max_n: int) -> tuple[int, ...]:
-    """Most recent earlier occurrence of the longest suffix, by scanning; chained on the history
-    extended by what was found while the continuation runs out."""
-
-    def once(seq: list[int], want: int) -> list[int]:
-        for n in range(min(max_n, len(seq)), min_n - 1, -1):
-            suffix = seq[len(seq) - n :]
-            for end in range(len(tokens) - 1, n - 1, -1):  # continuation tokens[end] must exist
-                if tokens[end - n : end] == suffix:
-                    return tokens[end : end + want]
-        return []
-
+    """The vote by scanning: each draft token is, for the longest suffix n-gram of tokens + drafts
+    that occurred in `tokens` with a follower, the follower seen most often after it (ties: the most
+    recent occurrence's)."""
     out: list[int] = []
     while len(out) < k:
-        found = once(tokens + out, k - len(out))
-        if not found:
+        seq = tokens + out
+        found = None
+        for n in range(min(max_n, len(seq)), min_n - 1, -1):
+            suffix = seq[len(seq) - n :]
+            votes: dict[int, tuple[int, int]] = {}  # follower -> (count, most recent end)
+            for end in range(n, len(tokens)):  # the follower tokens[end] must exist
+                if tokens[end - n : end] == suffix:
+                    votes[tokens[end]] = (votes.get(tokens[end], (0, 0))[0] + 1, end)
+            if votes:
+                found = max(votes, key=lambda t: votes[t])
+                break
+        if found is None:
             break
-        out += found
+        out.append(found)
     return tuple(out)
 
 
@@ -42,6 +44,23 @@ def test_history_continuation_matches_brute_force() -> None:
             tokens += chunk
             h.extend(chunk)
             assert h.continuation(5) == _brute(tokens, 5, h.min_n, h.max_n), tokens
+            if rng.random() < 0.3:  # a dropped pending token withdraws its votes
+                tokens.pop()
+                h.drop_last()
+                assert h.continuation(5) == _brute(tokens, 5, h.min_n, h.max_n), tokens
+
+
+def test_history_vote_prefers_the_common_filler() -> None:
+    """Commentary: the same sentence shape with one slot's filler varying; the vote drafts the
+    filler said most often (the most recent one on a tie), then the rest of the shape."""
+    a, red, blue, star, enters = 1, 2, 3, 4, 5
+    h = History()
+    for colour in (red, red, red, blue):
+        h.extend([a, colour, star, enters, 0])
+    h.extend([a])
+    assert h.continuation(4) == (red, star, enters, 0)  # red 2 : blue 1 after "star enters 0 a"
+    h.extend([blue, star, enters, 0, a])  # 2 : 2 now, blue the most recent
+    assert h.continuation(1) == (blue,)
 
 
 def test_planner_adapts_to_acceptance_and_cost() -> None:
