@@ -4,23 +4,35 @@ Groups of cases, each on one generated clip (cached under $STREAMRT_BENCH_CACHE 
 ~/.cache/streamrt/bench/decode; made with the ffmpeg CLI from `testsrc2` and, for one clip, with
 the shapes world of `streamrt.synth`):
 
-- full/<clip>: every frame, no pixel conversion (what `ffmpeg -f null` does): PyAV 1 thread
+Groups (`STREAMRT_BENCH_DECODE_GROUPS`, a comma list; default all; `full` = full-360p,full-1080p):
+
+- full-360p, full-1080p -> cases full/<clip>/...: every frame, no pixel conversion (what `ffmpeg -f null` does): PyAV 1 thread
   (the group's reference), PyAV threaded (AUTO), OpenCV grab(), `ffmpeg -threads <cores> -f null -`,
   ours (warm pool of <cores> single-threaded workers, native frames lent as read-only views of
   the shared-memory ring, `borrow=True`), and once ours-copy (each frame copied out, the default)
   and ours-cold (private pool: spawn cost and head-thread time to first frame included).
-- uniform64/<clip>, fps1-448/<clip>: sampling; references are the best sequential strategies we
+- uniform64, fps1-448 -> uniform64/<clip>/..., fps1-448/<clip>/...: sampling; references are the best sequential strategies we
   know: PyAV seeking to each target (continuing forward instead when the target is close) and
   OpenCV seeking by time. Output rgb24 (448 px short side for fps1-448). uniform64 runs on a
   long-GOP clip (GOP 250: nearly every GOP holds a target) and a short-GOP one (GOP 30).
-- overlap/<clip>: a consumer spending a fixed torch workload per frame (one thread), decoding with
+- overlap -> overlap/<clip>/...: a consumer spending a fixed torch workload per frame (one thread), decoding with
   one worker process: decode only, compute only, both overlapped, and both in one loop (the sum).
 
 Per case: frames/s (harness), ttff_s (time to first frame), cpu_s (this process, reaped children
 and pool workers), x_ref (reference seconds / case seconds, measured in the same round) and, for
-full decode, x_ffmpeg; overlap reports overlap_vs_max = both / max(decode, compute) of the round.
-STREAMRT_BENCH_DECODE_GROUPS=uniform64,overlap (comma list of full, uniform64, fps1-448, overlap)
-runs only those groups. Results of the last run and the machine's load: docs/ingest.md.
+full decode, x_ffmpeg; overlap reports overlap_vs_max = both / max(decode, compute) of the round;
+sampled cases report frames_decoded (frames the decoders returned: the decoding work done).
+
+The last case, `targets`, reports the issue's four targets, each computed within one round (same
+round = same machine state) and summarised over the repeats like any other figure:
+  full1080_x_ffmpeg:<clip>      ffmpeg CLI seconds / ours seconds, full 1080p decode   (>= 0.9)
+  uniform64_x_best_seq:<clip>   best of pyav-seek/opencv-seek seconds / ours seconds  (>= 3)
+  ttff_s:<case>                 time to first frame of our decoder on files            (<= 0.1 s)
+  overlap_vs_max:<clip>         both / max(decode-only, compute-only)                  (<= 1.15)
+`config.targets` in the JSON says the same. Example, one group at a time:
+  STREAMRT_BENCH_DECODE_GROUPS=full-1080p streamrt bench decode --json full1080.json
+  STREAMRT_BENCH_DECODE_GROUPS=uniform64 streamrt bench decode --repeats 3 --json u64.json
+Results of the last run and the machine's load: docs/ingest.md.
 What this module does not know: how the decoder works; it only drives the public API.
 """
 
@@ -36,7 +48,16 @@ from pathlib import Path
 
 from streamrt.bench.harness import Bench, register
 
-GROUPS = ("full", "uniform64", "fps1-448", "overlap")
+GROUPS = ("full-360p", "full-1080p", "uniform64", "fps1-448", "overlap")
+ALIASES = {"full": ("full-360p", "full-1080p")}
+TARGETS = {
+    "full1080_x_ffmpeg": ">= 0.9: full decode of 1920x1080 H.264, ffmpeg CLI seconds / ours seconds",
+    "uniform64_x_best_seq": ">= 3: 64 uniform frames of a 10 min clip (1 min in --quick: 10 s), "
+    "best sequential baseline seconds (pyav-seek, opencv-seek) / ours seconds",
+    "ttff_s": "<= 0.1: seconds from opening the file to its first frame (ours: warm pool; ours-cold: "
+    "spawns its workers; sampled decoding first builds the whole packet index)",
+    "overlap_vs_max": "<= 1.15: decoding while the consumer computes, seconds / max(decode only, compute only)",
+}
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -115,30 +136,33 @@ def _cpu_now(pids: list[int]) -> float:
 
 
 class _Round:
-    """Seconds of the latest run of each case, so a case can compare itself with its reference of
-    the same round (cases of a group run one after another, reference first)."""
+    """Seconds (and ttff) of the latest run of each case, so a case can compare itself with its
+    reference of the same round (cases of a group run one after another, reference first)."""
 
     def __init__(self) -> None:
         self.last: dict[str, float] = {}
+        self.ttff: dict[str, float] = {}
 
 
 def _case(
     rnd: _Round,
     name: str,
-    fn: Callable[[], float | None],
+    fn: Callable[[], float | dict[str, float] | None],
     pids: Callable[[], list[int]],
     refs: dict[str, str],
 ) -> Callable[[], dict[str, float]]:
-    """Wrap `fn` (returns ttff or None): adds seconds bookkeeping, cpu_s, ttff_s and x_<ref> ratios."""
+    """Wrap `fn` (returns ttff, a dict of figures with ttff_s, or None): adds seconds bookkeeping,
+    cpu_s, ttff_s and x_<ref> ratios."""
 
     def run() -> dict[str, float]:
         p = pids()
         c0, t0 = _cpu_now(p), time.perf_counter()
-        ttff = fn()
+        got = fn()
         dt = time.perf_counter() - t0
         out = {"cpu_s": _cpu_now(p) - c0}
-        if ttff is not None:
-            out["ttff_s"] = ttff
+        out.update(got if isinstance(got, dict) else {} if got is None else {"ttff_s": got})
+        if "ttff_s" in out:
+            rnd.ttff[name] = out["ttff_s"]
         rnd.last[name] = dt
         for label, ref in refs.items():
             if ref in rnd.last and ref != name:
@@ -200,7 +224,7 @@ def ffmpeg_null(path: Path) -> None:
     )
 
 
-def ours(path: Path, pool, **kw) -> float:
+def ours(path: Path, pool, **kw) -> dict[str, float]:
     from streamrt.ingest import FileDecoder
 
     t0 = time.perf_counter()
@@ -208,7 +232,10 @@ def ours(path: Path, pool, **kw) -> float:
     with FileDecoder(str(path), pool=pool, **kw) as d:  # ttff includes opening the file
         for _ in d:
             ttff = ttff or time.perf_counter() - t0
-    return ttff or 0.0
+    out = {"ttff_s": ttff or 0.0}
+    if "sampling" in kw:
+        out["frames_decoded"] = d.report.frames_decoded
+    return out
 
 
 def _rgb(fr, short_side: int | None):
@@ -219,12 +246,13 @@ def _rgb(fr, short_side: int | None):
     return fr.to_ndarray(format="rgb24")
 
 
-def pyav_seek(path: Path, times, short_side: int | None, near_s: float = 0.5) -> float:
+def pyav_seek(path: Path, times, short_side: int | None, near_s: float = 0.5) -> dict[str, float]:
     """Best sequential strategy without an index: seek to each target unless it is within near_s."""
     import av
 
     t0 = time.perf_counter()
     ttff = None
+    decoded = 0
     with av.open(str(path)) as c:
         s = c.streams.video[0]
         s.codec_context.thread_count = 1
@@ -238,6 +266,7 @@ def pyav_seek(path: Path, times, short_side: int | None, near_s: float = 0.5) ->
                 c.seek(target, stream=s, backward=True)
                 it, prev = c.decode(s), None
             for fr in it:
+                decoded += 1
                 if fr.pts > target:
                     pending = fr
                     break
@@ -250,7 +279,7 @@ def pyav_seek(path: Path, times, short_side: int | None, near_s: float = 0.5) ->
             if pending is not None:
                 prev = pending
                 pos = float((pending.pts - start) * tb)
-    return ttff or 0.0
+    return {"ttff_s": ttff or 0.0, "frames_decoded": decoded}
 
 
 def opencv_seek(path: Path, times) -> float:
@@ -316,11 +345,13 @@ def bench_decode(bench: Bench) -> None:
     if not have_ffmpeg:
         raise SystemExit("streamrt bench decode needs the ffmpeg CLI (apt-get install -y ffmpeg)")
     q = bench.quick
-    groups = set(os.environ.get("STREAMRT_BENCH_DECODE_GROUPS", ",".join(GROUPS)).split(","))
-    if groups - set(GROUPS):
+    asked = {g.strip() for g in os.environ.get("STREAMRT_BENCH_DECODE_GROUPS", ",".join(GROUPS)).split(",")}
+    if asked - set(GROUPS) - set(ALIASES):
         raise SystemExit(
-            f"STREAMRT_BENCH_DECODE_GROUPS: unknown {sorted(groups - set(GROUPS))}; known: {GROUPS}"
+            f"STREAMRT_BENCH_DECODE_GROUPS: unknown {sorted(asked - set(GROUPS) - set(ALIASES))}; "
+            f"known: {', '.join(GROUPS)} (full = full-360p,full-1080p)"
         )
+    groups = {x for g in asked for x in ALIASES.get(g, (g,))}
     per_frame = None
     if q:
         full_clips = [make_clip(640, 360, 10, 30), make_clip(1920, 1080, 2, 30)]
@@ -374,7 +405,8 @@ def bench_decode(bench: Bench) -> None:
         clip_names[p] = p.stem.replace("testsrc2-", "").replace("shapes-", "shapes-")
 
     # full decode
-    for i, p in enumerate(full_clips if "full" in groups else []):
+    full_run = [p for p in full_clips if f"full-{'1080p' if '1080' in p.name else '360p'}" in groups]
+    for i, p in enumerate(full_run):
         g = f"full/{clip_names[p]}"
         n = frames_of(p)
         refs = {"ref": f"{g}/pyav-1t", "ffmpeg": f"{g}/ffmpeg-cli"}
@@ -563,7 +595,40 @@ def bench_decode(bench: Bench) -> None:
             unit="frames",
             note="PyAV decode and compute in one loop (no overlap)",
         )
+
+    def targets() -> dict[str, float]:
+        """This round's values of the issue's four targets (see TARGETS), from the cases above."""
+        out = {}
+        last = rnd.last
+        for p in full_run:
+            g = f"full/{clip_names[p]}"
+            if "1080" in p.name and f"{g}/ours" in last and f"{g}/ffmpeg-cli" in last:
+                out[f"full1080_x_ffmpeg:{clip_names[p]}"] = last[f"{g}/ffmpeg-cli"] / last[f"{g}/ours"]
+        for p in (sparse_clip, fps_clip) if "uniform64" in groups else ():
+            g = f"uniform64/{clip_names[p]}"
+            seq = [last[f"{g}/{c}"] for c in ("pyav-seek", "opencv-seek") if f"{g}/{c}" in last]
+            if seq and f"{g}/ours" in last:
+                out[f"uniform64_x_best_seq:{clip_names[p]}"] = min(seq) / last[f"{g}/ours"]
+        for name, ttff in rnd.ttff.items():
+            if name.endswith(("/ours", "/ours-cold")):
+                out[f"ttff_s:{name}"] = ttff
+        if "overlap" in groups:
+            g = f"overlap/{clip_names[overlap_clip]}"
+            dec, comp, both = (last.get(f"{g}/{c}") for c in ("decode-only", "compute-only", "both"))
+            if dec and comp and both:
+                out[f"overlap_vs_max:{clip_names[overlap_clip]}"] = both / max(dec, comp)
+        return out
+
+    if groups & {"full-1080p", "uniform64", "overlap"} or full_run:
+        bench.case(
+            "targets",
+            targets,
+            work=1,
+            unit="rounds",
+            note="the issue's targets, each computed within the round (see config.targets); takes no time",
+        )
     bench.config = {
+        "targets": TARGETS,
         "cores": CORES,
         "clips": {clip_names[p]: {"frames": frames_of(p), "path": str(p)} for p in clip_names},
         "groups": sorted(groups),
