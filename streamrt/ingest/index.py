@@ -72,18 +72,22 @@ class PacketIndex:
     def __len__(self) -> int:
         return len(self._pts)
 
-    def append(self, pts: int, dts: int | None, key: bool, pos: int, dur: int, discard: bool) -> None:
+    def extend(self, rows: list[tuple[int, int, bool, int, int, bool]]) -> None:
+        """Append packets in decode order, each (pts, seek timestamp, keyframe, byte position,
+        duration, discard); wakes waiters (they wait for keyframes). One lock round per batch."""
+        if not rows:
+            return
+        pts, seek, key, pos, dur, discard = zip(*rows, strict=True)
         with self.cond:
-            self._seek.append(min(pts, dts) if dts is not None and pts != NOPTS else pts)
-            if key:
-                self.keys.append(len(self._pts))
-            self._pts.append(pts)
-            self._key.append(key)
-            self._pos.append(pos)
-            self._dur.append(dur)
-            self._discard.append(discard)
-            if key:
-                self.cond.notify_all()
+            n = len(self._pts)
+            self.keys.extend(n + i for i, k in enumerate(key) if k)
+            self._pts.extend(pts)
+            self._seek.extend(seek)
+            self._key.extend(key)
+            self._pos.extend(pos)
+            self._dur.extend(dur)
+            self._discard.extend(discard)
+            self.cond.notify_all()
 
     def finish(self, problem: str = "") -> None:
         with self.cond:
@@ -154,6 +158,7 @@ def build_index(
 
     `container`: `path` already opened and not yet read (this function takes it over and closes it).
     """
+    rows: list[tuple[int, int, bool, int, int, bool]] = []  # read, not yet published
     try:
         with container or open_file(path) as container:
             stream = container.streams[index.stream_index]
@@ -162,23 +167,32 @@ def build_index(
                     stream_.discard = Discard.all  # demux only the video packets
             for pkt in container.demux(stream):
                 if stop is not None and stop.is_set():
+                    index.extend(rows)
                     index.finish("cancelled")
                     return
                 if pkt.size == 0 and pkt.pts is None and pkt.dts is None:
                     continue  # the demuxer's end-of-stream marker
-                pts = pkt.pts if pkt.pts is not None else NOPTS
-                index.append(
-                    pts,
-                    pkt.dts,
-                    bool(pkt.is_keyframe),
-                    pkt.pos if pkt.pos is not None else -1,
-                    pkt.duration or 0,
-                    bool(pkt.is_discard),
+                pts, dts, key = pkt.pts if pkt.pts is not None else NOPTS, pkt.dts, bool(pkt.is_keyframe)
+                rows.append(
+                    (
+                        pts,
+                        min(pts, dts) if dts is not None and pts != NOPTS else pts,
+                        key,
+                        pkt.pos if pkt.pos is not None else -1,
+                        pkt.duration or 0,
+                        bool(pkt.is_discard),
+                    )
                 )
+                if key or len(rows) >= 4096:  # publish up to each keyframe: planners wait for those
+                    index.extend(rows)
+                    rows = []
+        index.extend(rows)
         index.finish()
     except av.error.FFmpegError as e:
+        index.extend(rows)
         index.finish(f"demuxing stopped: {e}")
     except Exception as e:  # noqa: BLE001 - reported to the consumer through `problem`
+        index.extend(rows)
         index.finish(f"demuxing stopped: {type(e).__name__}: {e}")
 
 
