@@ -109,6 +109,9 @@ class FileDecoder:
             )
             self._stream_index = vs.index
             self._tb = Fraction(vs.time_base.numerator, vs.time_base.denominator)
+            # per-frame seconds as int * num / den: Python's int division is correctly rounded, so
+            # this equals float(pts * Fraction) at a fraction of its cost
+            self._tb_num, self._tb_den = self._tb.numerator, self._tb.denominator
         except BaseException:
             self._close_container()
             raise
@@ -363,15 +366,15 @@ class FileDecoder:
             px = px.reshape(rec.height, rec.width)  # [H, W]
         return Frame(
             pixels=px,
-            pts=float(rec.pts * self._tb),
-            t=float((rec.pts - start_pts) * self._tb),
+            pts=rec.pts * self._tb_num / self._tb_den,
+            t=(rec.pts - start_pts) * self._tb_num / self._tb_den,
             index=idx,
             keyframe=rec.key,
             source_id=self.source_id,
             pix_fmt=rec.fmt,
             width=rec.width,
             height=rec.height,
-            duration=float(rec.dur * self._tb) if rec.dur else None,
+            duration=rec.dur * self._tb_num / self._tb_den if rec.dur else None,
         )
 
     def _interval_problem(
