@@ -230,9 +230,12 @@ class FileDecoder:
         # the rings either way (a worker blocks on a full ring).
         lookahead = 2 * pool.workers + 1 if frame_pts is None else 4 * pool.workers + 1
         inflight: deque[tuple[Interval, int]] = deque()  # (interval, target): -1 = head thread
-        # list scheduling: each interval goes to the worker with the least work queued, counted in
-        # packets to decode (intervals differ a lot: a sampled one ends at its wanted frame)
-        load = [0] * pool.workers
+        # list scheduling: each interval goes to the worker with the least work assigned so far in
+        # this decode, counted in packets to decode (intervals differ a lot: a sampled one ends at
+        # its wanted frame). Workers decode without pause, so a worker's finish time is its assigned
+        # work; counting only undelivered intervals instead ties whenever the in-order delivery lags
+        # (it always does), and ties then pile onto one worker.
+        assigned = [0] * pool.workers
         plan_done = False
         start_pts: int | None = int(frame_pts[0]) if frame_pts is not None else None
         n = 0
@@ -253,13 +256,13 @@ class FileDecoder:
                     plan_done = True
                     break
                 if ready:
-                    target = min(ready, key=lambda w: (load[w], w))
+                    target = min(ready, key=lambda w: (assigned[w], w))
                     if iv.last and iv.wanted is None and pool.workers > 1:
                         # the tail of a full decode: nothing is left to run beside it, so one
                         # frame-threaded decoder uses the cores the other workers are giving up
                         iv = replace(iv, threads=pool.workers)
                         self.report.threaded_intervals += 1
-                    load[target] += iv.n_packets + _INTERVAL_COST
+                    assigned[target] += iv.n_packets + _INTERVAL_COST
                     session.submit(target, iv)
                 else:
                     target = -1
@@ -300,7 +303,6 @@ class FileDecoder:
                 self.report.packets_fed += rec.fed
                 self.report.frames_decoded += rec.decoded
                 if target >= 0:
-                    load[target] -= iv.n_packets + _INTERVAL_COST
                     self.report.worker_packets[target] += rec.fed
                 if rec.status != STATUS_OK:
                     status, detail = head.problems.pop(rec.seq) if target < 0 else session.problem(rec.seq)
