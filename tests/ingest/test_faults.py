@@ -60,7 +60,7 @@ def _sequential(path) -> tuple[int, list[tuple[int, str, bool]], list[list[int]]
 
 @pytest.fixture(scope="module")
 def damaged(tmp_path_factory) -> dict[str, object]:
-    """An H.264 mp4 (4 s, GOP 25, B-frames) and two copies with noise written over middle bytes:
+    """An H.264 mp4 (4 s, GOP 25, B-frames) and two copies with noise written over bytes near the middle:
     3000 bytes (FFmpeg rejects packets) and 200 bytes (FFmpeg conceals and flags the frame)."""
     d = tmp_path_factory.mktemp("damaged")
     clean = d / "clean.mp4"
@@ -77,9 +77,17 @@ def damaged(tmp_path_factory) -> dict[str, object]:
     out: dict[str, object] = {"clean": clean}
     for name, n in (("rejected", 3000), ("flagged", 200)):
         noise = np.random.default_rng(3).integers(0, 256, n, dtype=np.uint8).tobytes()
-        mid = len(data) // 2
-        (d / f"{name}.mp4").write_bytes(data[:mid] + noise + data[mid + n :])
-        out[name] = (d / f"{name}.mp4", mid, mid + n)
+        # where 200 bytes of noise make FFmpeg conceal (and flag) a frame depends on the encoder
+        # build's bitstream: move the damage in steps from the middle until the sequential decode
+        # (the oracle) flags one
+        for step in range(40):
+            at = len(data) // 2 + step * 1009
+            (d / f"{name}.mp4").write_bytes(data[:at] + noise + data[at + n :])
+            if name == "rejected" or any(c for _, _, c in _sequential(d / f"{name}.mp4")[1]):
+                break
+        else:
+            raise AssertionError("no placement of 200 noise bytes made FFmpeg flag a concealed frame")
+        out[name] = (d / f"{name}.mp4", at, at + n)
     return out
 
 
