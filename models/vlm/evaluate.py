@@ -13,13 +13,28 @@ boundaries as user turns), with a StreamCache that evicts by the given retention
 - silence precision / recall: of the chunks the model kept silent, how many had no event; of the
   event-free chunks, how many it kept silent.
 
-Owns `QualityReport` and the greedy loop; does not know the harness (streamrt.bench.vlm_quality).
+When to speak after a chunk: with `policy=None` plain greedy decoding decides (the model speaks unless
+silence is the argmax: the figures of the model card); with an engine `ResponsePolicy` the decision
+is the engine's (`streamrt.engine.Session`): the policy reads P(silence), the scene change
+(`frame_change`, as the engine's encoder computes it, without token drop) and the time of the last
+commentary; a commentary starts from the greedy token with silence excluded, and a silent chunk
+puts the silence token in the cache. Every chunk's signal and outcome is kept in `QualityReport.trace`
+(`ChunkTrace`), so one run also gives the open-loop silence precision/recall of any threshold
+(`threshold_table`).
+
+Seeds: `split="heldout"` (scoring) takes only seeds below `TRAIN_SEED_BASE`; `split="train"`
+(calibrating a policy) only seeds at or above it, so a policy is never tuned on the held-out streams.
+
+Owns `QualityReport`, `ChunkTrace` and the decoding loop; does not know the harness
+(streamrt.bench.vlm_quality).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from streamrt.cache import HFStreamCache, RetentionPolicy, StreamCacheConfig
@@ -28,7 +43,29 @@ from streamrt.models.vlm.shapes_data import TRAIN_SEED_BASE, stream_chunks, worl
 
 from streamrt.synth import QTYPES, Mention, mention, mention_f1, parse
 
+if TYPE_CHECKING:
+    from streamrt.engine.policy import ResponsePolicy
+
 MAX_NEW_TOKENS = 96
+
+Split = Literal["heldout", "train"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkTrace:
+    """One chunk's response signal and outcome."""
+
+    seed: int
+    t: float
+    """Stream time at the end of the chunk."""
+    p_silence: float
+    """P(silence token) after the chunk's prefill (1.0 / 0.0 for a model without one: stop argmax or not)."""
+    change: float
+    """Scene change as the engine's encoder measures it (`streamrt.engine.encoder.frame_change`)."""
+    events: int
+    """True events in the chunk."""
+    spoke: bool
+    """The model said something after the chunk."""
 
 
 @dataclass(slots=True)
@@ -46,6 +83,8 @@ class QualityReport:
     qa_right: Counter[str] = field(default_factory=Counter)
     examples: list[tuple[float, str, str]] = field(default_factory=list)
     """(time, said, truth) of the first chunks, for the model card."""
+    trace: list[ChunkTrace] = field(default_factory=list)
+    """Every chunk's signal and outcome, in stream order."""
 
     @property
     def event_f1_stream(self) -> tuple[float, float, float]:
@@ -87,6 +126,7 @@ class QualityReport:
             "silence_recall": self.silence_recall,
             "qa_accuracy": self.qa_accuracy(),
             "chunks": float(self.chunks),
+            "spoke_share": sum(c.spoke for c in self.trace) / len(self.trace) if self.trace else 0.0,
             "questions": float(sum(self.qa_total.values())),
         }
         for q in QTYPES:
@@ -110,6 +150,77 @@ def greedy(adapter: VLMAdapter, cache: HFStreamCache, logits: torch.Tensor, t: f
     return out
 
 
+def respond(
+    adapter: VLMAdapter, cache: HFStreamCache, logits: torch.Tensor, t: float, speak: bool
+) -> list[int]:
+    """The engine's response after a chunk once its policy decided (`Session.process`): when `speak`,
+    greedy decoding from the best token other than silence (silent after all if that is a stop
+    token); when silent, the silence token enters the cache (nothing, for a model without one).
+    Returns the commentary's ids (empty when silent)."""
+    sp = adapter.special
+    if speak:
+        if sp.silence_id is not None:
+            logits = logits.clone()
+            logits[sp.silence_id] = float("-inf")
+        speak = int(logits.argmax()) not in sp.stop_ids  # host sync
+    if speak:
+        return greedy(adapter, cache, logits, t)
+    if sp.silence_id is not None:
+        adapter.prefill_text(cache, [sp.silence_id], kind="assistant", timestamp=t)
+    return []
+
+
+def p_silence(adapter: VLMAdapter, logits: torch.Tensor) -> tuple[float, bool]:
+    """(P(silence), whether silence is the argmax) from a chunk's next-token logits `[V]`, as the
+    engine reads them; a model without a silence token: (1.0, True) when a stop token is the argmax."""
+    sp = adapter.special
+    top = int(logits.argmax())  # host sync
+    if sp.silence_id is None:
+        quiet = top in sp.stop_ids
+        return (1.0 if quiet else 0.0), quiet
+    return float(torch.softmax(logits.float(), -1)[sp.silence_id]), top == sp.silence_id
+
+
+def threshold_table(trace: Sequence[ChunkTrace], thresholds: Sequence[float]) -> list[dict[str, float]]:
+    """Open-loop silence figures of "speak when P(silence) < threshold" over recorded chunks (the
+    history stays the one the trace was recorded under): per threshold the share of chunks spoken,
+    silence precision (silent chunks without events) and recall (event-free chunks kept silent), and
+    event-chunk recall (chunks with events spoken)."""
+    quiet = [c.events == 0 for c in trace]
+    rows = []
+    for thr in thresholds:
+        silent = [c.p_silence >= thr for c in trace]
+        both = sum(s and q for s, q in zip(silent, quiet, strict=True))
+        spoke_ev = sum(not s and not q for s, q in zip(silent, quiet, strict=True))
+        n_sil, n_quiet, n_ev = sum(silent), sum(quiet), len(trace) - sum(quiet)
+        rows.append(
+            {
+                "threshold": thr,
+                "spoke_share": (len(trace) - n_sil) / len(trace) if trace else 0.0,
+                "silence_precision": both / n_sil if n_sil else 0.0,
+                "silence_recall": both / n_quiet if n_quiet else 0.0,
+                "event_chunk_recall": spoke_ev / n_ev if n_ev else 0.0,
+            }
+        )
+    return rows
+
+
+def separation_auc(trace: Sequence[ChunkTrace]) -> dict[str, float]:
+    """How well each signal tells chunks with events from event-free ones (ROC AUC: the probability
+    that a random event chunk scores above a random quiet one, ties half; 0.5 is chance): "p_speak"
+    scores 1 - P(silence), "change" the scene change. NaN without both kinds of chunk."""
+    pos = [c for c in trace if c.events]
+    neg = [c for c in trace if not c.events]
+    out = {}
+    for name, score in (("p_speak", lambda c: 1.0 - c.p_silence), ("change", lambda c: c.change)):
+        if not pos or not neg:
+            out[name] = float("nan")
+            continue
+        wins = sum((score(a) > score(b)) + 0.5 * (score(a) == score(b)) for a in pos for b in neg)
+        out[name] = wins / (len(pos) * len(neg))
+    return out
+
+
 def normalise_answer(text: str) -> str:
     return " ".join(text.lower().replace("?", " ").split()).strip(" .")
 
@@ -129,16 +240,27 @@ def evaluate(
     retention: RetentionPolicy | None = None,
     capacity: int = 2048,
     progress: bool = False,
+    policy: ResponsePolicy | None = None,
+    split: Split = "heldout",
 ) -> QualityReport:
-    """Run the adapter over `chunks_per_stream` chunks of each held-out seed and score it."""
-    if any(s >= TRAIN_SEED_BASE for s in seeds):
+    """Run the adapter over `chunks_per_stream` chunks of each seed and score it. `policy`: when to
+    comment (None: greedy argmax; else the engine's rule, see module docstring). `split`: which side
+    of `TRAIN_SEED_BASE` the seeds must be on ("heldout" below, "train" at or above)."""
+    if split == "heldout" and any(s >= TRAIN_SEED_BASE for s in seeds):
         raise ValueError(f"held-out seeds must be below {TRAIN_SEED_BASE} (training seeds)")
+    if split == "train" and any(s < TRAIN_SEED_BASE for s in seeds):
+        raise ValueError(f"calibration seeds must be >= {TRAIN_SEED_BASE} (never the held-out ones)")
     from tqdm import tqdm
+
+    from streamrt.engine.encoder import frame_change
+    from streamrt.engine.policy import Signal
 
     retention = retention or RetentionPolicy(sink_tokens=0, text_window=256, vision_chunks=8)
     rep = QualityReport()
     bar = tqdm(total=len(seeds) * chunks_per_stream, desc="vlm-quality", unit="chunk", disable=not progress)
     for seed in seeds:
+        prev: torch.Tensor | None = None  # [h*w, C] last frame features of the previous chunk
+        last_spoke: float | None = None
         cfg = world_config(seed)
         cache = adapter.new_cache(StreamCacheConfig(capacity=capacity, retention=retention))
         adapter.prefill_text(cache, adapter.system_ids(), kind="system", timestamp=0.0)
@@ -153,8 +275,19 @@ def evaluate(
         for _ in range(chunks_per_stream):
             s = next(stream)
             t = s.times[-1]
-            logits = adapter.prefill_vision(cache, adapter.encode_chunk(s.frames, s.times))
-            said = adapter.decode(greedy(adapter, cache, logits, t))
+            vision = adapter.encode_chunk(s.frames, s.times)
+            change = frame_change(vision.features, prev)  # features: [t, h*w, C]
+            prev = vision.features[-1]
+            logits = adapter.prefill_vision(cache, vision)  # [V]
+            p_sil, sil_top = p_silence(adapter, logits)
+            if policy is None:
+                ids = greedy(adapter, cache, logits, t)
+            else:
+                speak = policy.decide(Signal(t, p_sil, change, last_spoke, sil_top)) is not None
+                ids = respond(adapter, cache, logits, t, speak)
+            said = adapter.decode(ids)
+            last_spoke = t if said.strip() else last_spoke
+            rep.trace.append(ChunkTrace(seed, t, p_sil, change, len(s.events), bool(said.strip())))
             pred, truth = parse(said), [mention(e) for e in s.events]
             rep.chunks += 1
             rep.said_mentions += pred

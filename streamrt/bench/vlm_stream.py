@@ -15,6 +15,9 @@ first and the last window, share of visual tokens dropped overall and on still s
 frames are all inside a still period), and agreement with the no-drop run: the share of its
 commentary events (parsed with the shapes-world grammar, per chunk) that the drop run says in the
 same chunk, and the share of chunks whose whole output is identical.
+When to speak: the model's calibrated response policy (the engine's default, `EngineConfig.for_model`)
+unless $STREAMRT_BENCH_VLM_POLICY gives another as a spec ("greedy", "silence:T", "change:C", joined
+with "&": see `streamrt bench vlm-calibrate`); the config names the policy used.
 Targets (issue 5): >= 10x real time at 2 fps on 2 cores with the built-in model; last-window p99
 within 15% of the first; >= 80% of visual tokens dropped on still scenes with >= 95% of commentary
 events unchanged. Full run: `streamrt bench vlm-stream --repeats 1 --warmup 0 --threads 1`;
@@ -36,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from streamrt.bench.harness import Bench, register
-from streamrt.engine import ChunkDone, EngineConfig, ResponseEnd, StreamRun
+from streamrt.bench.vlm_quality import parse_policy
+from streamrt.engine import ChunkDone, EngineConfig, ResponseEnd, SilenceArgmax, StreamRun
 from streamrt.engine.stats import percentile
 from streamrt.synth import SynthFrame, World, WorldConfig, parse
 
@@ -84,6 +88,9 @@ def bench_vlm_stream(bench: Bench) -> None:
     window = min(600.0, seconds / 4)
     fps, fpc = adapter.fps, adapter.frames_per_chunk
     frames = round(seconds * fps)
+    spec = os.environ.get("STREAMRT_BENCH_VLM_POLICY")
+    chosen = parse_policy(spec) if spec else EngineConfig.preset("exact", model=adapter).response
+    policy = SilenceArgmax() if chosen is None else chosen  # "greedy": speak unless silence is the argmax
     bench.config = {
         "model": which,
         "stream_s": seconds,
@@ -93,12 +100,13 @@ def bench_vlm_stream(bench: Bench) -> None:
         "window_s": window,
         "world": f"demo preset, seed {SEED}",
         "engine": "exact preset (full speed, deadlines recorded not enforced)",
+        "response_policy": repr(policy) + ("" if spec else " (the model's calibrated default)"),
     }
     reference: dict[int, tuple[bool, str]] = {}
 
     def run(threshold: float | None) -> dict[str, float]:
         still: set[int] = set()
-        cfg = EngineConfig.preset("exact", drop_threshold=threshold)
+        cfg = EngineConfig.preset("exact", drop_threshold=threshold, response=policy)
         r = StreamRun(adapter, stream(fps, seconds, still), cfg)
         chunks: list[ChunkDone] = []
         said: dict[int, tuple[bool, str]] = {}

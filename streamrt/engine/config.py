@@ -2,14 +2,16 @@
 and `Speculation`, how responses are decoded speculatively.
 
 Owns no state. The model's own stream settings (frames per chunk, frame size; fps unless overridden
-here) come from the adapter; cache sizes and retention come from `streamrt.cache`.
+here) come from the adapter; cache sizes and retention come from `streamrt.cache`. The default
+response policy is the model's own calibrated one (`ModelDefault`, resolved by `for_model` from the
+"response_policy" entry of the model directory's streamrt.json), else the generic P(silence) < 0.5.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from streamrt.cache import RetentionPolicy, StreamCacheConfig
 from streamrt.engine.errors import EngineError
@@ -17,10 +19,14 @@ from streamrt.engine.policy import (
     CutResponse,
     DeadlinePolicy,
     FinishResponse,
+    ModelDefault,
     ResponsePolicy,
-    SilenceThreshold,
+    policy_from_metadata,
 )
 from streamrt.spec.types import SpecConfig
+
+if TYPE_CHECKING:
+    from streamrt.models.vlm import VLMAdapter
 
 PRESETS = ("default", "exact")
 
@@ -59,8 +65,9 @@ class EngineConfig:
         )
     )
     """StreamCache size, retention (sinks, text window, vision chunks) and position policy."""
-    response: ResponsePolicy = field(default_factory=SilenceThreshold)
-    """When to comment (questions are always answered)."""
+    response: ResponsePolicy = field(default_factory=ModelDefault)
+    """When to comment (questions are always answered). `ModelDefault`: the model's calibrated policy
+    once `for_model` resolved it (else P(silence) < 0.5)."""
     on_deadline: DeadlinePolicy = field(default_factory=CutResponse)
     """What a response does when it reaches the current chunk's deadline."""
     deadline_s: float | None = None
@@ -99,10 +106,20 @@ class EngineConfig:
     def replace(self, **changes: object) -> EngineConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
+    def for_model(self, adapter: VLMAdapter) -> EngineConfig:
+        """This config with a `ModelDefault` response policy replaced by `adapter`'s calibrated one
+        (`model_response_policy`), or by its fallback when the model has none. Other policies stay."""
+        if not isinstance(self.response, ModelDefault):
+            return self
+        return self.replace(response=model_response_policy(adapter) or self.response.fallback)
+
     @staticmethod
-    def preset(name: str, **overrides: object) -> EngineConfig:
-        """- "default": token drop at 0.9, silence threshold 0.5, responses cut at the deadline.
-        - "exact": reproducible output whatever the machine's speed: deadlines never stop decoding."""
+    def preset(name: str, model: VLMAdapter | None = None, **overrides: object) -> EngineConfig:
+        """- "default": token drop at 0.9, the model's calibrated response policy (P(silence) < 0.5
+          for a model without one), responses cut at the deadline.
+        - "exact": the same, with reproducible output whatever the machine's speed: deadlines never
+          stop decoding.
+        With `model`, the model's response policy is resolved at once (`for_model`)."""
         if name == "default":
             base = EngineConfig()
         elif name == "exact":
@@ -111,4 +128,21 @@ class EngineConfig:
             raise EngineError(
                 "E_ENGINE_CONFIG", f"unknown engine preset {name!r}; known: {', '.join(PRESETS)}"
             )
-        return base.replace(**overrides) if overrides else base
+        base = base.replace(**overrides) if overrides else base
+        return base.for_model(model) if model is not None else base
+
+
+def model_response_policy(adapter: VLMAdapter) -> ResponsePolicy | None:
+    """The response policy calibrated for this model: the "response_policy" entry of the streamrt.json
+    in its local model directory (the built-in model's asset folder for "builtin"); None when there is
+    none (a hub id, or a directory without the entry). A malformed entry is E_ENGINE_POLICY."""
+    from streamrt.models.vlm.loader import SETTINGS_FILE, read_settings, resolve
+
+    path = resolve(adapter.name)
+    meta = read_settings(path).get("response_policy")
+    if meta is None:
+        return None
+    where = f"{path}/{SETTINGS_FILE}"
+    if not isinstance(meta, dict):
+        raise EngineError("E_ENGINE_POLICY", f"{where}: response_policy must be an object, got {meta!r}")
+    return policy_from_metadata(meta, where)

@@ -9,6 +9,10 @@ None to stay silent:
 - `Schedule`: speak every `every_s` seconds of stream time.
 - `SceneChange`: speak when the chunk's frames differ from the previous frame by more than `min_change`.
 - `AnyOf`: the first of several that fires.
+- `AllOf`: speak only when every one of several fires (e.g. a scene change gate and P(silence)).
+- `ModelDefault`: the model's own calibrated policy, read from its metadata (`streamrt.json`, key
+  "response_policy", parsed by `policy_from_metadata`) when `EngineConfig.for_model` resolves it;
+  `fallback` (the generic P(silence) < 0.5) for a model without one or before it is resolved.
 
 Deadline policies (what happens when decoding reaches the current chunk's deadline):
 - `CutResponse`: close the response there (the turn ends with the stop token; reason "deadline").
@@ -21,8 +25,14 @@ Policies hold thresholds only; they do not touch models or caches.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
+
+from streamrt.engine.errors import EngineError
+
+GENERIC_SILENCE_THRESHOLD = 0.5
+"""P(silence) below which a model without a calibrated policy speaks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +57,7 @@ class Signal:
 class SilenceThreshold:
     """Speak when P(silence) < threshold."""
 
-    threshold: float = 0.5
+    threshold: float = GENERIC_SILENCE_THRESHOLD
 
     def decide(self, s: Signal) -> str | None:
         return "model" if s.p_silence < self.threshold else None
@@ -96,7 +106,61 @@ class AnyOf:
         return None
 
 
-ResponsePolicy = SilenceThreshold | SilenceArgmax | Schedule | SceneChange | AnyOf
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    """Speak only when every one of `policies` fires; the reason is the last one's."""
+
+    policies: tuple[SilenceThreshold | SilenceArgmax | Schedule | SceneChange, ...]
+
+    def decide(self, s: Signal) -> str | None:
+        reason = None
+        for p in self.policies:
+            reason = p.decide(s)
+            if reason is None:
+                return None
+        return reason
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDefault:
+    """The model's calibrated policy, put in place by `EngineConfig.for_model`; until then, and for a
+    model whose metadata has none, `fallback` decides."""
+
+    fallback: SilenceThreshold = field(default_factory=SilenceThreshold)
+
+    def decide(self, s: Signal) -> str | None:
+        return self.fallback.decide(s)
+
+
+ResponsePolicy = SilenceThreshold | SilenceArgmax | Schedule | SceneChange | AnyOf | AllOf | ModelDefault
+
+METADATA_KEYS = ("min_change", "silence_threshold", "calibration")
+"""Keys of a model's "response_policy" entry: the two thresholds (either or both) and a free-text
+note on how they were calibrated."""
+
+
+def policy_from_metadata(meta: Mapping[str, object], where: str) -> SilenceThreshold | SceneChange | AllOf:
+    """A model's calibrated response policy from its metadata entry (`where` names the file in
+    errors): {"min_change": c} speaks on a scene change above c, {"silence_threshold": t} when
+    P(silence) < t, both: only when both hold. E_ENGINE_POLICY for anything else."""
+
+    def bad(msg: str) -> EngineError:
+        return EngineError("E_ENGINE_POLICY", f"{where}: response_policy {msg}")
+
+    unknown = sorted(set(meta) - set(METADATA_KEYS))
+    if unknown:
+        raise bad(f"has unknown keys {unknown}; known: {', '.join(METADATA_KEYS)}")
+    parts: list[SilenceThreshold | SceneChange] = []
+    for key, lo, cls in (("min_change", 0.0, SceneChange), ("silence_threshold", 0.0, SilenceThreshold)):
+        v = meta.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= 1.0:
+            raise bad(f"{key} must be a number in [{lo:g}, 1], got {v!r}")
+        parts.append(cls(float(v)))
+    if not parts:
+        raise bad("needs min_change and/or silence_threshold")
+    return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,17 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from streamrt.models.vlm.evaluate import QualityReport, answer_correct, evaluate
+from streamrt.models.vlm import load_adapter
+from streamrt.models.vlm.evaluate import (
+    ChunkTrace,
+    QualityReport,
+    answer_correct,
+    evaluate,
+    separation_auc,
+    threshold_table,
+)
 
+from streamrt.engine.policy import SilenceArgmax, SilenceThreshold
 from streamrt.synth import Mention
 
 
@@ -41,3 +50,80 @@ def test_report_figures():
 def test_training_seeds_refused():
     with pytest.raises(ValueError):
         evaluate(None, [1_000_000], 1)  # type: ignore[arg-type]
+
+
+def trace(*rows: tuple[float, float, int, bool]) -> list[ChunkTrace]:
+    return [ChunkTrace(7, float(i), p, c, e, s) for i, (p, c, e, s) in enumerate(rows)]
+
+
+# (P(silence), change, events, spoke): 2 event chunks, 3 quiet ones
+TINY = trace((0.1, 0.30, 1, True), (0.6, 0.00, 0, False), (0.4, 0.20, 2, True), (0.9, 0.05, 0, False),
+             (0.3, 0.00, 0, True))  # fmt: skip
+
+
+def test_threshold_table_by_hand():
+    rows = {r["threshold"]: r for r in threshold_table(TINY, [0.05, 0.35, 0.5, 0.95])}
+    # 0.05: every P(silence) >= 0.05, so every chunk is silent
+    assert rows[0.05]["spoke_share"] == 0.0
+    assert rows[0.05]["silence_precision"] == pytest.approx(3 / 5) and rows[0.05]["silence_recall"] == 1.0
+    assert rows[0.05]["event_chunk_recall"] == 0.0
+    # 0.35: silent = {0.6, 0.4, 0.9}: quiet among them 2 (0.6, 0.9); spoken event chunks: the 0.1 one
+    r = rows[0.35]
+    assert r["spoke_share"] == pytest.approx(2 / 5)
+    assert r["silence_precision"] == pytest.approx(2 / 3) and r["silence_recall"] == pytest.approx(2 / 3)
+    assert r["event_chunk_recall"] == pytest.approx(1 / 2)
+    # 0.5: silent = {0.6, 0.9}, both quiet; both event chunks spoken
+    r = rows[0.5]
+    assert r["silence_precision"] == 1.0 and r["silence_recall"] == pytest.approx(2 / 3)
+    assert r["event_chunk_recall"] == 1.0
+    # 0.95: never silent
+    assert rows[0.95]["spoke_share"] == 1.0 and rows[0.95]["silence_precision"] == 0.0
+    assert rows[0.95]["silence_recall"] == 0.0 and rows[0.95]["event_chunk_recall"] == 1.0
+
+
+def test_separation_auc_by_hand():
+    auc = separation_auc(TINY)
+    # 1 - P: events {0.9, 0.6}, quiet {0.4, 0.1, 0.7}: pairs won 3 + 2 = 5 of 6
+    assert auc["p_speak"] == pytest.approx(5 / 6)
+    # change: events {0.30, 0.20}, quiet {0.00, 0.05, 0.00}: all 6 pairs won
+    assert auc["change"] == 1.0
+    tied = separation_auc(trace((0.5, 0.1, 1, True), (0.5, 0.1, 0, True)))
+    assert tied == {"p_speak": 0.5, "change": 0.5}
+    assert all(v != v for v in separation_auc(trace((0.5, 0.1, 0, True))).values())  # NaN: one class
+
+
+def test_figures_count_spoken_chunks():
+    r = QualityReport(chunks=5, trace=TINY)
+    assert r.figures()["spoke_share"] == pytest.approx(3 / 5)
+
+
+def test_calibration_split_refuses_held_out_seeds():
+    with pytest.raises(ValueError):
+        evaluate(None, [999_999], 1, split="train")  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def builtin():
+    return load_adapter("builtin")
+
+
+def test_policy_that_never_speaks_scores_as_silence(builtin):
+    """P(silence) < 0 never holds: every chunk is silent, so silence recall is 1, precision is the
+    share of event-free chunks (from the world's own timeline in the trace), and nothing is said."""
+    r = evaluate(builtin, [3], 6, policy=SilenceThreshold(0.0))
+    quiet = sum(c.events == 0 for c in r.trace)
+    assert len(r.trace) == r.chunks == 6 and not any(c.spoke for c in r.trace)
+    assert r.said_mentions == [] and r.silent_pred == 6 and r.silent_true == quiet
+    f = r.figures()
+    assert f["spoke_share"] == 0.0 and f["silence_precision"] == pytest.approx(quiet / 6)
+    assert f["silence_recall"] == (1.0 if quiet else 0.0)
+
+
+def test_argmax_policy_decides_like_greedy(builtin):
+    """The engine's SilenceArgmax makes the same speak/silent decision per chunk as plain greedy
+    decoding, and a commentary starts from the same token, so both runs say the same."""
+    greedy_run = evaluate(builtin, [4], 6)
+    policy_run = evaluate(builtin, [4], 6, policy=SilenceArgmax())
+    assert [c.spoke for c in policy_run.trace] == [c.spoke for c in greedy_run.trace]
+    assert policy_run.said_mentions == greedy_run.said_mentions
+    assert [c.p_silence for c in policy_run.trace] == [c.p_silence for c in greedy_run.trace]
