@@ -57,6 +57,8 @@ class ServerError:
 @dataclass(frozen=True, slots=True)
 class End:
     reason: str
+    retry_after_s: float | None = None
+    """With reason "draining": open a new session after this many seconds (it lands elsewhere)."""
     kind: str = "end"
 
 
@@ -107,7 +109,7 @@ def parse_event(msg: str | bytes, received: float = 0.0) -> Event:
     if t == "error":
         return ServerError(d["code"], d["message"])
     if t == "end":
-        return End(d["reason"])
+        return End(d["reason"], d.get("retry_after_s"))
     if t == "pong":
         return Pong(d.get("t", 0.0))
     return Unknown(d)

@@ -31,6 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streamrt.scale.autoscale import AutoscaleConfig, serve_autoscaling_config
 from streamrt.scale.errors import ScaleError, import_ray
 from streamrt.scale.slots import SlotTable
 from streamrt.scale.tickets import hello_token, new_secret
@@ -75,7 +76,9 @@ class LiveConfig:
     dead_after_s: float = 2.0
     """A replica silent this long is dropped with its slots."""
     retry_after_s: int = 2
-    """The retry hint of a full cluster."""
+    """The retry hint of a full cluster and of a draining replica's `end`."""
+    autoscale: AutoscaleConfig | None = None
+    """Autoscale the replicas on slots in use and deadline misses (None: a fixed `replicas`)."""
     secret: str = field(default_factory=new_secret, repr=False)
     """Signs the tickets; shared by the registry and the replicas (never sent to clients)."""
 
@@ -102,6 +105,9 @@ class SlotRegistry:
 
     def unregister(self, replica: str) -> None:
         self.table.unregister(replica)
+
+    def drain(self, replica: str) -> bool:
+        return self.table.drain(replica)
 
     def reserve(self, mode: str, avoid: list[str]) -> dict[str, object] | None:
         g = self.table.reserve(mode, avoid)
@@ -165,6 +171,7 @@ class EngineReplica:
             heartbeat_s=cfg.heartbeat_s,
         )
         self._registry = registry
+        self.retry_after_s = cfg.retry_after_s
 
     def info(self) -> dict[str, object]:
         return {"replica": self.id, "url": self.host.server.url, "sessions": len(self.host.server.sessions)}
@@ -173,11 +180,25 @@ class EngineReplica:
         if not self.host.alive():
             raise RuntimeError(f"replica {self.id}: server thread or heartbeat stopped")
 
-    def __del__(self) -> None:  # Serve's graceful shutdown of a replica
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """Serve's custom autoscaling metrics (see `autoscale`): slots used/total, deadline-miss rate."""
+        return self.host.load().to_metrics()
+
+    def __del__(self) -> None:
+        """Serve's graceful shutdown of a replica (scale-down, redeploy, delete): drain it. The registry
+        stops granting its slots first, then every session gets `end{reason:"draining",
+        retry_after_s}` (a new session lands on another replica), then it leaves the registry."""
+        import ray
+
         host = getattr(self, "host", None)
-        if host is not None:
-            self._registry.unregister.remote(self.id)
-            host.stop()
+        if host is None:
+            return
+        try:
+            ray.get(self._registry.drain.remote(self.id), timeout=5)
+        except Exception:  # noqa: BLE001 - registry gone (cluster stopping): drain the sessions anyway
+            log.warning("replica %s: could not mark it draining in the registry", self.id)
+        host.stop("draining", self.retry_after_s)
+        self._registry.unregister.remote(self.id)
 
 
 class Gateway:
@@ -186,11 +207,16 @@ class Gateway:
     def __init__(self, cfg: LiveConfig) -> None:
         self.cfg = cfg
         self.registry = registry_handle()
+        self.requests = 0
+        self.body_bytes = 0
+        """Request bodies this gateway replica received (the bench checks no media passes here)."""
 
     async def __call__(self, request):
         from starlette.responses import JSONResponse, PlainTextResponse
 
         path, method = request.url.path.rstrip("/") or "/", request.method
+        self.requests += 1
+        self.body_bytes += len(await request.body())
         if path == "/v1/sessions" and method == "POST":
             if self.cfg.token and request.headers.get("authorization") != f"Bearer {self.cfg.token}":
                 return JSONResponse({"code": "E_AUTH", "message": "missing or wrong cluster token"}, 401)
@@ -227,7 +253,9 @@ class Gateway:
                     "replicas": len(reps),
                     "slots": sum(r["slots"] for r in reps),
                     "open": sum(r["open"] for r in reps),
+                    "draining": sum(bool(r["draining"]) for r in reps),
                     "modes": list(self.cfg.modes),
+                    "gateway": {"pid": os.getpid(), "requests": self.requests, "body_bytes": self.body_bytes},
                 }
             )
         if path == "/metrics":
@@ -291,13 +319,18 @@ def serve_live(cfg: LiveConfig, *, address: str | None = None, timeout_s: float 
         ray.init(address=address, include_dashboard=False)
     serve.start(http_options={"host": cfg.http_host, "port": cfg.http_port})
     registry = registry_handle(cfg)
+    scaling: dict[str, object] = (
+        {"num_replicas": cfg.replicas}
+        if cfg.autoscale is None
+        else {"autoscaling_config": serve_autoscaling_config(cfg.autoscale, cfg.replicas)}
+    )
     engines = serve.deployment(
         EngineReplica,
         name="EngineReplica",
-        num_replicas=cfg.replicas,
         ray_actor_options={"num_cpus": cfg.cpus_per_replica, "num_gpus": cfg.gpus_per_replica},
         health_check_period_s=2,
         graceful_shutdown_timeout_s=10,
+        **scaling,
     )
     serve.run(engines.bind(cfg), name=ENGINES_APP, route_prefix=None)
     gateway = serve.deployment(
@@ -305,17 +338,19 @@ def serve_live(cfg: LiveConfig, *, address: str | None = None, timeout_s: float 
     )
     serve.run(gateway.bind(cfg), name=GATEWAY_APP, route_prefix="/")
     deadline = time.monotonic() + timeout_s
-    while len(ray.get(registry.snapshot.remote())["replicas"]) < cfg.replicas:
+    initial = cfg.replicas
+    if cfg.autoscale is not None:
+        initial = min(max(initial, cfg.autoscale.min_replicas), cfg.autoscale.max_replicas)
+    while len(ray.get(registry.snapshot.remote())["replicas"]) < initial:
         if time.monotonic() > deadline:
-            raise ScaleError(
-                "E_SCALE_START", f"{cfg.replicas} replicas did not register within {timeout_s:.0f} s"
-            )
+            raise ScaleError("E_SCALE_START", f"{initial} replicas did not register within {timeout_s:.0f} s")
         time.sleep(0.2)
-    return LiveCluster(f"http://{cfg.http_host}:{cfg.http_port}", cfg.replicas)
+    return LiveCluster(f"http://{cfg.http_host}:{cfg.http_port}", initial)
 
 
 def stop_live() -> None:
-    """Remove the gateway and the engines (their sessions end with reason "shutdown") and the registry."""
+    """Remove the gateway and the engines (their sessions are drained: `end{reason:"draining"}`) and
+    the registry."""
     ray = import_ray()
     from ray import serve
 

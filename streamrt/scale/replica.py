@@ -10,7 +10,9 @@ its `_process_request` and `_handler`; docs/scale.md names the hook that would r
 `ReplicaHost` runs a TicketServer on its own event loop in a background thread (the Ray Serve replica
 keeps its own loop for Serve) and a heartbeat task that calls `report(open_nonces)` every
 `heartbeat_s` (after a first `register(url)`); when `report` answers False (the registry dropped this replica), `register()` is called
-again. Owns the thread, the loop, the server and the used-ticket memory. Does not know Ray.
+again. `load()` reports slots in use and the recent deadline-miss rate (the autoscaler's inputs);
+`stop("draining", retry_after_s)` ends every session with that reason and hint.
+Owns the thread, the loop, the server and the used-ticket memory. Does not know Ray.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
+from streamrt.scale.autoscale import ReplicaLoad
 from streamrt.scale.tickets import TICKET_PARAM, Ticket, verify
 from streamrt.server import Server, ServerConfig
 from streamrt.server.engine import EngineFactory
@@ -104,6 +107,7 @@ class ReplicaHost:
         self.thread.start()
         self.server = TicketServer(cfg, factories, replica=replica, secret=secret)
         self._register, self._report, self.heartbeat_s = register, report, heartbeat_s
+        self._seen = (0.0, 0.0)  # deadline hits, misses at the last load()
         self._call(self.server.start())
         self._beat = asyncio.run_coroutine_threadsafe(self._heartbeat(), self.loop)
 
@@ -124,11 +128,30 @@ class ReplicaHost:
     def alive(self) -> bool:
         return self.thread.is_alive() and not self._beat.done()
 
-    def stop(self) -> None:
-        """Graceful: end every session (reason "shutdown"), stop the loop and the thread."""
+    def load(self) -> ReplicaLoad:
+        """Slots in use and the deadline-miss rate of the outputs since the previous call (thread-safe:
+        reads the server's Prometheus counters, which sessions update at every stats tick)."""
+        hits = misses = 0.0
+        for metric in self.server.metrics.deadline.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    if sample.labels["outcome"] == "miss":
+                        misses += sample.value
+                    else:
+                        hits += sample.value
+        d_hits, d_misses = hits - self._seen[0], misses - self._seen[1]
+        self._seen = (hits, misses)
+        done = d_hits + d_misses
+        return ReplicaLoad(
+            len(self.server.open_nonces), self.server.cfg.max_sessions, d_misses / done if done else 0.0
+        )
+
+    def stop(self, reason: str = "shutdown", retry_after_s: int | None = None) -> None:
+        """Graceful: refuse new connections, end every session with `end{reason}` (and the retry hint),
+        stop the heartbeat, the loop and the thread. Draining is `stop("draining", retry_after_s)`."""
         self._beat.cancel()
         try:
-            self._call(self.server.stop())
+            self._call(self.server.stop(reason, retry_after_s))
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)

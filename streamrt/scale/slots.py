@@ -5,7 +5,7 @@ open connections. `reserve(mode)` picks the live replica serving `mode` with the
 (ties: the one granted least recently), holds one slot for the ticket's lifetime, and returns a grant;
 a slot is free again when its connection closes (heartbeat) or its ticket expires unused. A replica
 whose heartbeat is older than `dead_after_s`, or that the caller reports unreachable, is dropped with
-its slots. The Ray actor in `registry` wraps one SlotTable; tests drive it directly with a fake clock.
+its slots. A draining replica (being removed: `drain`) stays listed but gets no new grants. The Ray actor in `registry` wraps one SlotTable; tests drive it directly with a fake clock.
 
 Owns the table. Does not know sockets, Serve or how tickets are checked (it only mints them).
 """
@@ -38,6 +38,8 @@ class ReplicaSlots:
     """Nonce -> expiry of granted tickets not yet seen open."""
     granted: int = 0
     last_grant: float = 0.0
+    draining: bool = False
+    """Being removed: gets no new grants; its sessions are told to reconnect elsewhere."""
 
     def used(self) -> int:
         return len(self.open) + len(self.held)
@@ -93,6 +95,13 @@ class SlotTable:
             r.held.pop(n, None)
         return True
 
+    def drain(self, replica: str) -> bool:
+        """Stop granting slots on `replica` (it is being removed); False if it is unknown."""
+        r = self.replicas.get(replica)
+        if r is not None:
+            r.draining = True
+        return r is not None
+
     def unregister(self, replica: str) -> None:
         if self.replicas.pop(replica, None) is not None:
             self.dropped_replicas += 1
@@ -112,7 +121,9 @@ class SlotTable:
         for rid in avoid:
             self.unregister(rid)
         self._expire()
-        free = [r for r in self.replicas.values() if mode in r.modes and r.used() < r.slots]
+        free = [
+            r for r in self.replicas.values() if mode in r.modes and r.used() < r.slots and not r.draining
+        ]
         if not free:
             self.refused += 1
             return None
@@ -130,7 +141,7 @@ class SlotTable:
         return {m for r in self.replicas.values() for m in r.modes}
 
     def snapshot(self) -> list[dict[str, object]]:
-        """Per live replica: id, url, node, pid, slots, open, held, granted (for /v1/replicas and /metrics)."""
+        """Per live replica: id, url, node, pid, slots, open, held, granted, draining (/v1/replicas, /metrics)."""
         self._expire()
         return [
             {
@@ -143,6 +154,7 @@ class SlotTable:
                 "open": len(r.open),
                 "held": len(r.held),
                 "granted": r.granted,
+                "draining": r.draining,
                 "heartbeat_age_s": round(self.clock() - r.seen, 3),
             }
             for r in sorted(self.replicas.values(), key=lambda r: r.replica)

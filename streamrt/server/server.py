@@ -9,8 +9,8 @@ E_FULL with `retry_after_s`); the reservation is released when the session is go
 Per connection: wait for a valid hello (timeout), check token and mode, build the engine off the loop,
 send `ready`, then run three tasks: the reader (this handler; never blocks on work), the session's pump
 (work through the scheduler) and the writer (drains the outbox; a slow reader only stalls its own
-writer), plus a stats ticker. Graceful stop: refuse new sessions, `end{reason:"shutdown"}` to every
-session after its pending output, close, stop the workers.
+writer), plus a stats ticker. Graceful stop: refuse new sessions, `end{reason:"shutdown"}` (or another
+reason with a retry hint, e.g. "draining") to every session after its pending output, close, stop the workers.
 Owns: the sessions table, the scheduler, the metrics. Does not know what the engines compute.
 """
 
@@ -110,14 +110,16 @@ class Server:
         host = self.cfg.host if ":" not in self.cfg.host else f"[{self.cfg.host}]"
         return f"ws://{host}:{self.port}/ws"
 
-    async def stop(self) -> None:
-        """Graceful: refuse new sessions, end every session with reason "shutdown", flush, close."""
+    async def stop(self, reason: str = "shutdown", retry_after_s: int | None = None) -> None:
+        """Graceful: refuse new sessions, end every session with `end{reason}` (plus `retry_after_s`
+        when given: e.g. reason "draining", the client may open a new session elsewhere), flush, close."""
         if self._ws is None:
             return
         self._closing = True
         self._ws.close(close_connections=False)  # stop listening; open sessions go on for now
+        extra = {} if retry_after_s is None else {"retry_after_s": retry_after_s}
         for s in list(self.sessions.values()):
-            s.outbox.end(P.control("end", reason="shutdown"))
+            s.outbox.end(P.control("end", reason=reason, **extra))
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self.cfg.shutdown_grace_s)
         self._ws.close()
