@@ -14,7 +14,8 @@ Workloads (each skipped with a message when its model is absent):
   model), and our drafters.
 
 - engine: the understanding engine replaying a generated stream (`StreamRun`, the built-in model,
-  deadlines never cut so both runs do the same work) with `EngineConfig.spec` off and on: whole-run
+  deadlines never cut so both runs do the same work) with `EngineConfig.spec` off, on (default
+  drafters) and n-gram lookup only: whole-run
   throughput in stream seconds per second (vision encoding and prefill included, which speculation
   does not touch), x_plain (plain run seconds / this run's, same repeat), tokens per target forward
   and identical (the responses equal the plain run's).
@@ -371,7 +372,11 @@ def _engine(bench: Bench, last_plain: dict[str, float]) -> None:
 
         return run
 
-    for name, spec in (("plain", None), ("spec", Speculation())):
+    for name, spec in (
+        ("plain", None),
+        ("spec", Speculation()),  # the engine's default drafters
+        ("spec-ngram", Speculation(drafters=("ngram",))),
+    ):
         bench.case(f"engine/{name}", case(spec), work=seconds, unit="stream-s")
 
 

@@ -217,10 +217,10 @@ class SpeculativeDecoder:
         k = len(prop.tokens)
         cache = self.target.cache
         mark = cache.begin_speculation() if k else cache.length
-        t0 = time.perf_counter()
+        t0 = self.target.clock()
         target_logits = self.target.forward([pending, *prop.tokens])  # [k + 1, V]
         verdict = verify(prop.tokens, target_logits, params, prop.q, generator)
-        dt = time.perf_counter() - t0
+        dt = self.target.clock() - t0
         emitted = [*prop.tokens[: verdict.accepted], verdict.token]
         self._rejected = k - verdict.accepted
         for i, tok in enumerate(emitted):

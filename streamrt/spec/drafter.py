@@ -10,11 +10,21 @@ length, like self-speculation, leaves `length` and every valid row as they were)
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
 
 from streamrt.spec.types import Proposal, SamplingParams
+
+
+def cost_clock(device: torch.device | str) -> Callable[[], float]:
+    """The clock drafting and verification costs are measured with (seconds). On CPU the work runs on
+    the calling thread: its CPU time, so that waits for a core or the GIL caused by other work on a
+    shared machine (other sessions, other processes) are not taken for the cost of a forward and do
+    not swing the planner. On an accelerator the kernels run elsewhere: wall time."""
+    return time.thread_time if torch.device(device).type == "cpu" else time.perf_counter
 
 
 def cost_ema(old: float, new: float, decay: float = 0.9) -> float:

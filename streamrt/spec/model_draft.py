@@ -12,12 +12,10 @@ draft sees text only (no vision tokens).
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from streamrt.cache import RetentionPolicy, StreamCacheConfig, stream_cache_for
-from streamrt.spec.drafter import History, cost_ema
+from streamrt.spec.drafter import History, cost_clock, cost_ema
 from streamrt.spec.sampling import draw, process
 from streamrt.spec.types import Proposal, SamplingParams
 
@@ -46,6 +44,7 @@ class ModelDrafter:
         self.ids: list[int] = []
         self.base = 0
         self.seconds_per_token = 0.0
+        self.clock = cost_clock(param.device)
 
     def reset(self) -> None:
         self.cache.rollback(0)
@@ -81,9 +80,9 @@ class ModelDrafter:
     def propose(
         self, history: History, k: int, params: SamplingParams, generator: torch.Generator | None
     ) -> Proposal:
-        t0 = time.perf_counter()
+        t0 = self.clock()
         logits, fed = self._sync(history)
-        t1 = time.perf_counter()
+        t1 = self.clock()
         base = len(self.ids)
         tokens: list[int] = []
         qs: list[torch.Tensor] = []
@@ -99,7 +98,7 @@ class ModelDrafter:
                 logits = self._forward([tok])
         self.cache.rollback(base)  # drafts are not history: a pointer move
         del self.ids[base:]
-        t2 = time.perf_counter()
+        t2 = self.clock()
         # A round costs k draft forwards: the sync (the last round's accepted tokens, a few) and k - 1
         # single-token steps. A sync that re-fed a long history (first round, restart) is not typical
         # of a round and would lock the drafter out of the planner: measure without it then.

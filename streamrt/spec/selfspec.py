@@ -13,13 +13,11 @@ Owns only the scratch-row adapter; knows the decoder layout of transformers 5.x 
 
 from __future__ import annotations
 
-import time
-
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from streamrt.cache import StreamCache
-from streamrt.spec.drafter import History, cost_ema
+from streamrt.spec.drafter import History, cost_clock, cost_ema
 from streamrt.spec.sampling import draw, process
 from streamrt.spec.types import Proposal, SamplingParams, SpecError
 
@@ -88,6 +86,7 @@ class SelfSpecDrafter:
         self.cursor = [0]
         self.scratch = _ScratchCache(cache, layers, self.cursor)
         self.seconds_per_token = 0.0
+        self.clock = cost_clock(cache.k.device)
 
     def reset(self) -> None:
         """State lives in the target cache."""
@@ -109,7 +108,7 @@ class SelfSpecDrafter:
     def propose(
         self, history: History, k: int, params: SamplingParams, generator: torch.Generator | None
     ) -> Proposal:
-        t0 = time.perf_counter()
+        t0 = self.clock()
         store = self.store
         if store.length + k > store.config.capacity:
             raise SpecError("E_SPEC_ROOM", "no scratch rows left for self-speculation")
@@ -125,6 +124,6 @@ class SelfSpecDrafter:
                 tok = draw(q, generator)
                 qs.append(q)
             tokens.append(tok)
-        dt = time.perf_counter() - t0
+        dt = self.clock() - t0
         self.seconds_per_token = cost_ema(self.seconds_per_token, dt / max(k, 1))
         return Proposal(tuple(tokens), torch.stack(qs) if qs else None, dt)

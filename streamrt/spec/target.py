@@ -9,12 +9,12 @@ spans an eviction); does not know drafters or acceptance rules.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 
 import torch
 
 from streamrt.cache import CacheError, HFStreamCache, SegmentKind, StreamCache
+from streamrt.spec.drafter import cost_clock
 from streamrt.spec.types import SpecError
 
 ForwardText = Callable[[HFStreamCache, Sequence[int], SegmentKind], torch.Tensor]
@@ -43,6 +43,8 @@ class Target:
         self.kind: SegmentKind = kind
         self.forward_text = forward_text
         self.embed = model.get_input_embeddings()
+        self.clock = cost_clock(cache.k.device)
+        """The clock verify costs are measured with (`streamrt.spec.drafter.cost_clock`)."""
         self.cost_curve: dict[int, float] = {}
         """n tokens -> measured seconds of one forward (filled by `measure_costs`, refined by `observe_cost`)."""
 
@@ -149,9 +151,9 @@ class Target:
 
     def _timed(self, ids: list[int]) -> float:
         mark = self.cache.begin_speculation()
-        t0 = time.perf_counter()
+        t0 = self.clock()
         self.forward(ids)
-        dt = time.perf_counter() - t0
+        dt = self.clock() - t0
         self.cache.rollback(mark)
         return dt
 
