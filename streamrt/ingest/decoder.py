@@ -37,7 +37,7 @@ import numpy as np
 from streamrt.ingest.convert import geometry, native_nbytes, open_file, video_stream
 from streamrt.ingest.errors import CorruptData, SourceTimeout, Truncated, WorkerFailed, from_wire
 from streamrt.ingest.head import HeadThread
-from streamrt.ingest.index import NOPTS, Interval, PacketIndex, plan_full, plan_wanted, start_index
+from streamrt.ingest.index import NOPTS, Interval, PacketIndex, plan_full, start_index
 from streamrt.ingest.pool import (
     KIND_END,
     STATUS_CORRUPT,
@@ -50,6 +50,7 @@ from streamrt.ingest.pool import (
 )
 from streamrt.ingest.probe import stream_info
 from streamrt.ingest.sampling import pick, request_times
+from streamrt.ingest.speculate import Replan, SampledPlan
 from streamrt.ingest.types import DecodeReport, Frame, Full, PixelSpec, Sampling, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,9 @@ class FileDecoder:
                 c.duration / 1e6 if c.duration and c.format.name.startswith("matroska") else None
             )
             self._stream_index = vs.index
+            # duration from the sample tables of MP4/MOV: good enough to start sampled decoding
+            # before the index is complete (`speculate`); other containers' headers often estimate
+            self._header_span = int(vs.duration) if vs.duration and "mp4" in c.format.name else None
             self._tb = Fraction(vs.time_base.numerator, vs.time_base.denominator)
             # per-frame seconds as int * num / den: Python's int division is correctly rounded, so
             # this equals float(pts * Fraction) at a fraction of its cost
@@ -199,20 +203,34 @@ class FileDecoder:
                 self._cleanup.append(head.close)
             self.report.workers = pool.workers
             self.report.worker_packets = [0] * pool.workers
+            sampled = None
             if isinstance(self.sampling, Full):
                 per = self._interval_frames or min(slots, 90)  # short intervals balance the workers
                 plan = plan_full(index, per, self.timeout)
-                frame_pts = None
             else:
-                index.wait_done(self.timeout)
-                frame_pts = index.frame_pts()
-                if frame_pts.size == 0:
-                    raise CorruptData(f"{self.path}: the video stream holds no frames", source=self.path)
-                dur = float((index.end_pts() - int(frame_pts[0])) * self._tb)
-                times = request_times(self.sampling, dur, self.path)
-                wanted = pick(frame_pts, int(frame_pts[0]), self._tb, times)
-                plan = iter(plan_wanted(index, wanted))
-            yield from self._deliver(index, plan, pool, session, head, slots, frame_pts, t0)
+                sampled = SampledPlan(index, self._wanted, self._header_span, self.timeout)
+                plan = iter(sampled)
+            try:
+                yield from self._deliver(
+                    index, plan, pool, session, head, sampled and sampled.confirmed_frame_pts, t0
+                )
+            except Replan:  # nothing was delivered: drop the speculative work, decode the exact plan
+                assert sampled is not None and sampled.frame_pts is not None
+                log.info("%s: the header's duration misled the sampling plan: planning again", self.path)
+                self.report.replanned = True
+                session.end()
+                if head is not None:
+                    head.close()
+                session = pool.begin(
+                    self.path, self._stream_index, self.spec, RingLayout(pool.workers, slots, slot_bytes)
+                )
+                self._cleanup.append(session.end)
+                exact_pts = sampled.frame_pts
+                yield from self._deliver(
+                    index, iter(sampled.exact), pool, session, None, lambda: exact_pts, t0
+                )
+            if sampled is not None:
+                self.report.speculated_intervals = len(sampled.speculated)
             self._check_end(index)
             if self._pending_corrupt is not None:
                 msg, skipped, where = self._pending_corrupt
@@ -223,12 +241,21 @@ class FileDecoder:
         finally:
             self._release()
 
-    def _deliver(self, index: PacketIndex, plan, pool: DecodePool, session, head, slots, frame_pts, t0):
+    def _wanted(self, frame_pts: np.ndarray, end_pts: int, below: int | None) -> np.ndarray:
+        """The request's picks for frames `frame_pts` [F] of a stream ending at `end_pts`: [M] int64."""
+        dur = float((end_pts - int(frame_pts[0])) * self._tb)
+        times = request_times(self.sampling, dur, self.path)
+        return pick(frame_pts, int(frame_pts[0]), self._tb, times, below)
+
+    def _deliver(self, index: PacketIndex, plan, pool: DecodePool, session, head, gate, t0):
+        """Dispatch `plan`'s intervals and yield their frames in order. `gate` (sampled decoding)
+        returns the sorted frame pts [F] before the first record is used (it may raise Replan)."""
+        frame_pts: np.ndarray | None = None
         # Intervals in flight: full-decode intervals hold many frames each (2W + 1 keep every worker
         # busy); sampled ones are many and short (1-2 frames, very different lengths), so more are
         # queued for the workers to stay busy while the oldest is delivered. Memory is bounded by
         # the rings either way (a worker blocks on a full ring).
-        lookahead = 2 * pool.workers + 1 if frame_pts is None else 4 * pool.workers + 1
+        lookahead = 2 * pool.workers + 1 if gate is None else 4 * pool.workers + 1
         inflight: deque[tuple[Interval, int]] = deque()  # (interval, target): -1 = head thread
         # list scheduling: each interval goes to the worker with the least work assigned so far in
         # this decode, counted in packets to decode (intervals differ a lot: a sampled one ends at
@@ -237,7 +264,7 @@ class FileDecoder:
         # (it always does), and ties then pile onto one worker.
         assigned = [0] * pool.workers
         plan_done = False
-        start_pts: int | None = int(frame_pts[0]) if frame_pts is not None else None
+        start_pts: int | None = None
         n = 0
         last_pts: int | None = None  # pts of the last frame delivered from inflight[0]
         redo_after: int | None = None  # inflight[0] was redone: drop its frames up to this pts
@@ -297,6 +324,9 @@ class FileDecoder:
                     )
                 continue
             last_progress = time.monotonic()
+            if gate is not None:  # sampled: nothing is used before the plan is confirmed
+                frame_pts, gate = gate(), None
+                start_pts = int(frame_pts[0])
             if rec.kind == KIND_END:
                 inflight.popleft()
                 last_pts = redo_after = None

@@ -39,14 +39,23 @@ def request_times(sampling: Sampling, duration_s: float, source: str = "") -> np
     raise BadRequest(f"{source}: unknown sampling {sampling!r}", source=source)
 
 
-def pick(frame_pts: np.ndarray, start_pts: int, time_base: Fraction, times_s: np.ndarray) -> np.ndarray:
+def pick(
+    frame_pts: np.ndarray,
+    start_pts: int,
+    time_base: Fraction,
+    times_s: np.ndarray,
+    below: int | None = None,
+) -> np.ndarray:
     """Unique pts of the frames at or before each time: frame_pts [F] sorted int64 -> [M] int64.
 
     Times are compared exactly in the stream time base (a time equal to a frame's pts picks it).
+    below: use only the times before this pts (a partial index knows every frame before it).
     """
     if frame_pts.size == 0:
         return frame_pts
     # t in ticks, rounded down so a time at a frame's exact pts is not pushed past it by float error
     ticks = start_pts + np.floor(times_s / float(time_base) + 1e-6).astype(np.int64)
+    if below is not None:
+        ticks = ticks[ticks < below]
     idx = np.searchsorted(frame_pts, ticks, side="right") - 1
     return np.unique(frame_pts[np.maximum(idx, 0)])

@@ -121,3 +121,5 @@ class DecodeReport:
     frames_decoded: int = 0  # frames decoders returned (< packets_fed when non-reference ones were skipped)
     worker_packets: list[int] = field(default_factory=list)  # packets fed per worker (balance)
     threaded_intervals: int = 0  # intervals decoded by one frame-threaded decoder (the tail of a full decode)
+    speculated_intervals: int = 0  # sampled: intervals dispatched before the packet index was complete
+    replanned: bool = False  # sampled: the speculative plan was wrong and the exact one was decoded instead

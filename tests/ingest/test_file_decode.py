@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import time
 from fractions import Fraction
 
 import av
@@ -137,6 +138,12 @@ def test_framemd5_matches_ffmpeg_cli(clips, pool, name):
 )
 def test_sampling_matches_sequential_pick(clips, pool, name, sampling):
     path = _get(clips, name)
+    got = ours(path, pool, sampling=sampling)
+    assert [g[:3] for g in got] == _sequential_picks(path, sampling)
+
+
+def _sequential_picks(path, sampling) -> list[tuple[int, bool, str]]:
+    """(pts, keyframe, md5) of the frames a sequential decode picks for the request, in pts order."""
     ref = sequential(path)
     order = sorted(ref, key=lambda r: r[0])
     t0 = order[0][3]
@@ -158,8 +165,51 @@ def test_sampling_matches_sequential_pick(clips, pool, name, sampling):
         if order[i] not in picked:
             picked.append(order[i])
     picked.sort(key=lambda r: r[0])
-    got = ours(path, pool, sampling=sampling)
-    assert [g[:3] for g in got] == [p[:3] for p in picked]
+    return [p[:3] for p in picked]
+
+
+@pytest.fixture
+def slow_index(monkeypatch):
+    """The packet index publishes each GOP 40 ms late, so sampled decoding plans while it grows."""
+    from streamrt.ingest.index import PacketIndex
+
+    extend = PacketIndex.extend
+
+    def slow(self, rows):
+        time.sleep(0.04)
+        extend(self, rows)
+
+    monkeypatch.setattr(PacketIndex, "extend", slow)
+
+
+@pytest.mark.parametrize(
+    "sampling",
+    [Uniform(7), EveryFps(3.0), AtTimes((0.0, 0.41, 1.0, 1.234, 2.5, 99.0))],
+    ids=["uniform7", "fps3", "at"],
+)
+@pytest.mark.parametrize("name", ["h264_bframes_audio_mp4", "hevc_mp4"])
+def test_sampling_before_the_index_is_complete(clips, pool, slow_index, name, sampling):
+    """GOPs planned from the growing index and the header's duration are decoded at once; the frames
+    delivered (only after the complete index confirmed the plan) are the sequential decode's picks."""
+    path = _get(clips, name)
+    with FileDecoder(str(path), pixels=NATIVE, pool=pool, sampling=sampling) as d:
+        got = [hashlib.md5(f.pixels).hexdigest() for f in d]
+        report = d.report
+    assert report.speculated_intervals > 0 and not report.replanned
+    assert got == [p[2] for p in _sequential_picks(path, sampling)]
+
+
+def test_sampling_replans_when_the_header_duration_is_wrong(clips, pool, slow_index):
+    """A header duration half the real one makes the speculative picks wrong: what was decoded is
+    dropped, the exact plan is decoded, and the frames are still the sequential decode's picks."""
+    path = _get(clips, "h264_bframes_audio_mp4")
+    d = FileDecoder(str(path), pixels=NATIVE, pool=pool, sampling=Uniform(7))
+    d._header_span //= 2  # as a container whose header understates the duration would say
+    with d:
+        got = [hashlib.md5(f.pixels).hexdigest() for f in d]
+        report = d.report
+    assert report.speculated_intervals > 0 and report.replanned
+    assert got == [p[2] for p in _sequential_picks(path, Uniform(7))]
 
 
 @pytest.mark.parametrize("name", ["h264_opengop_mkv", "hevc_mp4"])
