@@ -5,7 +5,10 @@ Pipeline: a background thread builds the demux-only packet index; intervals are 
 (or, while the workers are still starting, to an in-process head thread) and its frames come back
 through the worker's shared-memory ring. Delivery is strictly in interval order, so frames come out
 in presentation order; at most `lookahead` intervals are in flight and each ring holds a bounded
-number of frames, so memory is bounded whatever the file's length.
+number of frames, so memory is bounded whatever the file's length. Intervals go to the worker with
+the least work assigned so far; the last interval of a full decode is decoded frame-threaded.
+Sampled decoding dispatches GOPs planned from the growing index and delivers once the complete
+index confirms them (`speculate`).
 
 Frame index: in full decoding the n-th delivered frame has index n (equal to a sequential decode);
 in sampled decoding it is the frame's rank among the index's displayable packets by pts.
