@@ -17,7 +17,8 @@ model say). The "greedy" case adds how well P(silence) and the scene change sepa
 events from quiet ones (ROC AUC, open loop). Candidates: $STREAMRT_BENCH_VLM_POLICIES, comma-separated
 specs: "greedy", "silence:T" (speak when P(silence) < T), "change:C" (speak when the scene change
 > C), joined with "&" for "all of" (e.g. "change:5e-5&silence:0.5"). Full: 6 streams x 60 chunks;
-quick: 2 x 20.
+quick: 2 x 20. Streams: TRAIN_SEED_BASE + $STREAMRT_BENCH_VLM_CALIB_FIRST (default 100) and the next
+ones (a second block of training seeds confirms a choice made on the first).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ POLICIES_ENV = "STREAMRT_BENCH_VLM_POLICIES"
 CANDIDATES = "greedy,silence:0.5,silence:0.1,change:2e-5,change:5e-5,change:1e-4,change:5e-5&silence:0.5"
 """Default calibration candidates: plain greedy, the generic threshold and a stricter one, three scene
 change gates around the quiet chunks' median change, and a gate combined with the generic threshold."""
+CALIB_FIRST_ENV = "STREAMRT_BENCH_VLM_CALIB_FIRST"
 CALIBRATION_OFFSET = 100
 """Calibration streams are TRAIN_SEED_BASE + 100, 101, ... (worlds inside the trainer's seed range)."""
 
@@ -108,7 +110,8 @@ def bench_vlm_calibrate(bench: Bench) -> None:
 
     name, adapter = _adapter()
     n, chunks = (2, 20) if bench.quick else (6, 60)
-    seeds = [TRAIN_SEED_BASE + CALIBRATION_OFFSET + k for k in range(n)]
+    first = TRAIN_SEED_BASE + int(os.environ.get(CALIB_FIRST_ENV, CALIBRATION_OFFSET))
+    seeds = [first + k for k in range(n)]
     specs = os.environ.get(POLICIES_ENV, CANDIDATES).split(",")
     policies = {spec: parse_policy(spec) for spec in specs}
     bench.config = {
