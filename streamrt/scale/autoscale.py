@@ -22,12 +22,15 @@ Owns the policy and its config. Does not import Ray (Serve passes its context ob
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 
 from streamrt.scale.errors import ScaleError
+
+log = logging.getLogger("ray.serve")  # the Serve controller's log
 
 METRICS = ("slots_used", "slots_total", "deadline_miss_rate")
 """The custom autoscaling metrics each replica reports (`ReplicaLoad` as a dict)."""
@@ -142,6 +145,8 @@ class ServePolicy:
         loads = loads_from_metrics(ctx.aggregated_metrics or {})
         now = ctx.current_time if ctx.current_time is not None else time.time()
         want, state = desired_replicas(loads, ctx.target_num_replicas, self.cfg, state, now)
+        if want != ctx.target_num_replicas:
+            log.info("replicas %d -> %d; loads %s", ctx.target_num_replicas, want, loads)
         return want, {"streamrt_last_change": state.last_change, "streamrt_quiet_since": state.quiet_since}
 
 
