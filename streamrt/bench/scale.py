@@ -6,23 +6,30 @@ replicas (`streamrt.scale.live`, 1 torch thread each, built-in generator). The s
 `streamrt bench serve`'s generate workload (video to video, 64x64 JPEG frames at 8 fps, budget
 250 ms), driven by its client.
 
-Cases: one session on the plain server (baseline) and through the Ray path (POST /v1/sessions, then
-the direct websocket): the Ray path's added latency; N sessions at once (N = 2 x slots) on the plain
+Cases: one session on the plain server (baseline) and through the Ray path (the client given the
+gateway's http:// address: POST /v1/sessions, then the replica's websocket): the Ray path's added
+latency; N sessions at once (N = 2 x slots) on the plain
 server (1 engine process) and on the 2 replicas: deadline-hit rate and p99 with 1 vs 2 engines; and
 admission: K sessions opened one after another through the gateway (POST + connect + ready + close),
 reported as sessions/s. Extra figures per case: hit_rate, answered share, p50_ms, p99_ms.
-Needs the `ray` extra (skips with a message otherwise). Media bytes never pass Serve's proxy: the
-gateway only hands out the replica's address.
+Needs the `ray` extra (skips with a message otherwise). Media bytes never pass Serve's proxy: the Ray
+cases report the request bodies the gateway received during the case (`gateway_body_bytes`, from its
+/healthz counters) next to the media the clients sent (`media_bytes_est`: inputs x the JPEG size of
+one 64x64 frame).
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import os
 import socket
 import statistics
 import time
+import urllib.request
+
+import numpy as np
 
 from streamrt.bench.harness import Bench, register
 
@@ -57,9 +64,9 @@ def bench_scale(bench: Bench) -> None:
     except ImportError:
         raise SystemExit("bench scale needs Ray: pip install 'streamrt[ray]'") from None
     from streamrt.bench.serve import ServerProcess, _client
-    from streamrt.scale import ScaleError
-    from streamrt.scale.connect import open_session, request_session
+    from streamrt.scale.connect import open_session
     from streamrt.scale.live import LiveConfig, serve_live, stop_live
+    from streamrt.server.media import encode_image
 
     slots = 2
     n = 2 * slots
@@ -84,24 +91,34 @@ def bench_scale(bench: Bench) -> None:
         "cpus": os.cpu_count(),
     }
 
+    frame_bytes = len(encode_image(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8), "jpeg"))
+
+    def gateway() -> tuple[int, int]:
+        with urllib.request.urlopen(cluster.url + "/healthz", timeout=30) as r:
+            g = json.loads(r.read())["gateway"]
+        return int(g["requests"]), int(g["body_bytes"])
+
+    def replicas() -> list[dict]:
+        with urllib.request.urlopen(cluster.url + "/v1/replicas", timeout=30) as r:
+            return json.loads(r.read())["replicas"]
+
     def sessions(urls: list[str]) -> dict[str, float]:
         async def run():
             return await asyncio.gather(
                 *(_client(u, "generate", FPS, BUDGET_S, seconds, i) for i, u in enumerate(urls))
             )
 
-        return _figures(asyncio.run(run()))
-
-    def ray_urls(k: int) -> list[str]:
-        urls = []
-        while len(urls) < k:  # the previous case's slots free up at the replicas' next heartbeat
-            try:
-                urls.append(request_session(cluster.url, "generate").url)
-            except ScaleError as e:
-                if e.code != "E_SCALE_FULL":
-                    raise
-                time.sleep(0.1)
-        return urls
+        before = gateway()
+        results = asyncio.run(run())
+        after = gateway()
+        while any(r["open"] + r["held"] for r in replicas()):  # the next case starts with free slots
+            time.sleep(0.05)
+        figures = _figures(results)
+        if urls[0] == cluster.url:  # media bytes the clients sent vs what reached the gateway
+            figures["media_bytes_est"] = float(sum(r[0] for r in results) * frame_bytes)
+            figures["gateway_requests"] = float(after[0] - before[0] - 1)  # minus our own /healthz
+            figures["gateway_body_bytes"] = float(after[1] - before[1])
+        return figures
 
     def admit() -> dict[str, float]:
         async def run():
@@ -115,11 +132,11 @@ def bench_scale(bench: Bench) -> None:
     bench.case(
         "plain server, 1 session", lambda: sessions([plain.url]), work=1, unit="sessions", baseline=True
     )
-    bench.case("ray path, 1 session", lambda: sessions(ray_urls(1)), work=1, unit="sessions")
+    bench.case("ray path, 1 session", lambda: sessions([cluster.url]), work=1, unit="sessions")
     bench.case(
         f"plain server (1 engine), {n} sessions", lambda: sessions([plain.url] * n), work=n, unit="sessions"
     )
-    bench.case(f"ray 2 replicas, {n} sessions", lambda: sessions(ray_urls(n)), work=n, unit="sessions")
+    bench.case(f"ray 2 replicas, {n} sessions", lambda: sessions([cluster.url] * n), work=n, unit="sessions")
     bench.case(
         "ray admission (POST + connect + ready + close)",
         admit,

@@ -1,6 +1,9 @@
 """The asyncio client of protocol v1: connect, send frames, set params, ask, iterate events, reconnect.
 
-`AsyncClient(url, mode, params)`: `await connect()` returns the server's `Ready`; `send_frame` takes an
+`AsyncClient(url, mode, params)`: `await connect()` returns the server's `Ready`. `url` is a server's
+websocket (`ws://host:8765/ws`) or a cluster's gateway (`http://host:8000`, `streamrt serve --ray`):
+then each connect first asks `POST /v1/sessions` for a replica and a one-use ticket (see
+`streamrt.scale.connect`; a full cluster's retry hint is honoured like a full server's); `send_frame` takes an
 RGB uint8 array (encoded here, JPEG by default) or already encoded bytes, stamps seq and capture time;
 `set_params` / `ask` / `pause` / `resume` / `end_input` / `ping` send control messages; `recv()` /
 `async for event in client` yield typed events (`events.py`). A keep-alive task pings when nothing was
@@ -25,6 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from streamrt.client.events import End, Event, ServerError, parse_event
+from streamrt.scale.errors import ScaleError
 from streamrt.server import protocol as P
 from streamrt.server.media import encode_image
 
@@ -68,6 +72,9 @@ class AsyncClient:
         self.reconnects = 0
         self._last_sent = 0.0
         self._keepalive: asyncio.Task | None = None
+        self.replica: str | None = None
+        """With a cluster address: the replica of the current grant."""
+        self._avoid: list[str] = []  # granted replicas that could not be reached
 
     # ---- connection ------------------------------------------------------------------------------------
     async def connect(self) -> Event:
@@ -76,12 +83,20 @@ class AsyncClient:
         for attempt in range(self.retries + 1):
             try:
                 return await self._open()
+            except ScaleError as e:  # the cluster's gateway refused or could not be reached
+                if e.code not in ("E_SCALE_FULL", "E_SCALE_CONNECT") or attempt == self.retries:
+                    raise ClientError(e.code, str(e)) from None
+                wait = e.retry_after_s or delay
             except InvalidStatus as e:
+                if self.replica is not None:
+                    self._avoid.append(self.replica)
                 if e.response.status_code != 503 or attempt == self.retries:
                     raise ClientError("E_CONNECT", f"{self.url}: HTTP {e.response.status_code}") from None
                 hint = e.response.headers.get("Retry-After")
                 wait = float(hint) if hint and hint.isdigit() else delay
             except (OSError, TimeoutError, ConnectionClosed) as e:
+                if self.replica is not None:  # the granted replica died: the next grant avoids it
+                    self._avoid.append(self.replica)
                 if attempt == self.retries:
                     raise ClientError("E_CONNECT", f"{self.url}: {e!r}") from None
                 wait = delay
@@ -91,9 +106,24 @@ class AsyncClient:
             delay = min(delay * 2, self.backoff_s[1])
         raise AssertionError("unreachable")
 
+    async def _endpoint(self) -> tuple[str, str | None]:
+        """The websocket URL and hello token: `url` and `token` themselves, or, for a cluster address
+        (`http(s)://` of a `streamrt serve --ray` gateway), a fresh grant from `POST /v1/sessions`
+        (`token` is then the cluster token): every connect and reconnect asks for a new one-use ticket."""
+        if not self.url.startswith(("http://", "https://")):
+            return self.url, self.token
+        from streamrt.scale.connect import request_session  # plain HTTP, no Ray
+
+        grant = await asyncio.to_thread(
+            request_session, self.url, self.mode, token=self.token, avoid=self._avoid
+        )
+        self.replica = grant.replica
+        return grant.url, grant.token
+
     async def _open(self) -> Event:
+        url, token = await self._endpoint()
         ws = await connect(
-            self.url,
+            url,
             subprotocols=[P.SUBPROTOCOL],  # type: ignore[list-item]
             compression=None,
             open_timeout=self.open_timeout_s,
@@ -101,8 +131,8 @@ class AsyncClient:
             origin=self.origin,  # type: ignore[arg-type]
         )
         hello: dict[str, object] = {"type": "hello", "mode": self.mode, "params": self.params}
-        if self.token is not None:
-            hello["token"] = self.token
+        if token is not None:
+            hello["token"] = token
         await ws.send(json.dumps(hello))
         async with asyncio.timeout(self.open_timeout_s):
             while True:  # the server may answer errors (E_PARAM, E_MODE) before ready

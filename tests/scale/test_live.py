@@ -191,3 +191,69 @@ def test_killed_replica_ends_its_sessions_and_new_ones_go_to_the_survivor(cluste
     assert len(survivor_frames) == 6
     assert all(g.replica != ga.replica for _, g in new)
     assert all(np.array_equal(x, y) for x, y in zip(new_frames, _direct("a blue square", 5, 3), strict=True))
+
+
+def test_client_library_and_cli_connect_through_the_cluster_address(cluster, tmp_path) -> None:
+    """`AsyncClient` / `Client` / `streamrt client --server` given the gateway's http:// address: each
+    connect asks POST /v1/sessions and opens the granted replica's websocket (oracle: a direct
+    GenEngine run with the same prompt and seed; the session runs on a registered replica; a full
+    cluster's refusal surfaces as E_SCALE_FULL after the client's retries)."""
+    import subprocess
+    import sys
+
+    from streamrt.client import AsyncClient, Client, ClientError
+
+    replicas = {r["replica"] for r in _replicas(cluster)}
+
+    async def body():
+        for _ in range(200):  # earlier tests' sessions and grants are gone
+            if all(r["open"] + r["held"] == 0 for r in _replicas(cluster)):
+                break
+            await asyncio.sleep(0.1)
+        c = AsyncClient(cluster.url, "generate", _params("a red circle", 1))
+        await c.connect()
+        got = await _frames(c, 3)
+        held = [AsyncClient(cluster.url, "generate", _params("a red square", 2)) for _ in range(3)]
+        for h in held:
+            await h.connect()
+        full = AsyncClient(
+            cluster.url, "generate", _params("a red square", 2), retries=1, backoff_s=(0.1, 0.1)
+        )
+        with pytest.raises(ClientError) as refused:
+            await full.connect()
+        for h in [c, *held]:
+            await h.close()
+        return c.replica, got, refused.value
+
+    replica, got, refused = asyncio.run(body())
+    assert replica in replicas
+    assert all(np.array_equal(a, b) for a, b in zip(got, _direct("a red circle", 1, 3), strict=True))
+    assert refused.code == "E_SCALE_FULL"
+
+    for _ in range(200):
+        if all(r["open"] + r["held"] == 0 for r in _replicas(cluster)):
+            break
+        asyncio.run(asyncio.sleep(0.1))
+    with Client(cluster.url, "generate", _params("a green triangle", 3)) as c:
+        frames = []
+        for ev in c.events(60):
+            if isinstance(ev, OutputFrameEvent):
+                frames.append(ev.pixels())
+            if len(frames) == 2:
+                break
+    assert all(np.array_equal(a, b) for a, b in zip(frames, _direct("a green triangle", 3, 2), strict=True))
+
+    cli = [sys.executable, "-m", "streamrt", "client", "none", "--server", cluster.url, "--frames", "2"]
+    cli += [
+        "--prompt",
+        "a blue square",
+        "--param",
+        "seed=4",
+        "--param",
+        "out_codec=raw",
+        "--save",
+        str(tmp_path),
+    ]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(list(tmp_path.iterdir())) == 2
