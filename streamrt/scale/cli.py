@@ -29,8 +29,10 @@ SERVE_EPILOG = """\
 on Ray Serve (pip install 'streamrt[ray]'):
   streamrt serve --ray --replicas 2 --slots 4                    # gateway http://127.0.0.1:8000
   streamrt serve --ray --ray-address auto --replicas 8 --gpus-per-replica 1 --host 0.0.0.0 --token $T
+  streamrt serve --ray --replicas 1 --autoscale 1:4 --slots 4    # replicas follow slot use and misses
 Clients POST /v1/sessions to the gateway and get a direct websocket URL with a one-time ticket
-(see docs/scale.md); media goes straight to the replica.
+(see docs/scale.md); media goes straight to the replica. Clients given the gateway's address
+(streamrt client --server http://127.0.0.1:8000) do both steps themselves.
 """
 
 
@@ -88,13 +90,28 @@ def add_serve_ray_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--replica-host", default="127.0.0.1", help='--ray: address replicas bind ("auto": node IP)'
     )
+    g.add_argument(
+        "--autoscale",
+        metavar="MIN:MAX",
+        default=None,
+        help="--ray: autoscale between MIN and MAX replicas on slots in use and deadline misses "
+        "(starts with --replicas; scale-down drains: sessions get end{reason: draining})",
+    )
 
 
 def serve_ray_from_args(args: argparse.Namespace) -> int:
     """`streamrt serve --ray ...`: start the cluster's gateway and replicas, run until Ctrl-C."""
+    from streamrt.scale.autoscale import AutoscaleConfig
     from streamrt.scale.live import LiveConfig, serve_live, stop_live
 
     try:
+        autoscale = None
+        if args.autoscale:
+            lo, _, hi = args.autoscale.partition(":")
+            try:
+                autoscale = AutoscaleConfig(min_replicas=int(lo), max_replicas=int(hi))
+            except ValueError:
+                raise ScaleError("E_SCALE_CONFIG", f"--autoscale {args.autoscale!r}: want MIN:MAX") from None
         cfg = LiveConfig(
             replicas=args.replicas,
             slots=args.slots or args.max_sessions,
@@ -110,6 +127,7 @@ def serve_ray_from_args(args: argparse.Namespace) -> int:
             token=args.token,
             budget_ms=args.budget_ms,
             idle_timeout_s=args.idle_timeout,
+            autoscale=autoscale,
         )
         cluster = serve_live(cfg, address=args.ray_address)
     except ScaleError as e:

@@ -123,3 +123,17 @@ def test_serve_adapter_reads_serves_aggregated_metrics_and_keeps_its_state() -> 
     ctx.policy_state, ctx.current_time = state, 11.0
     n, state = policy(ctx)
     assert n == 1 and state["streamrt_last_change"] == 11.0
+
+
+@pytest.mark.parametrize("value", ["3:1", "x", "2"])
+def test_serve_ray_refuses_a_bad_autoscale_range_before_starting_anything(value, capsys) -> None:
+    import argparse
+
+    from streamrt.commands import serve
+    from streamrt.scale.cli import serve_ray_from_args
+
+    p = argparse.ArgumentParser()
+    serve.add_arguments(p)
+    args = p.parse_args(["--ray", "--autoscale", value])
+    assert serve_ray_from_args(args) == 2
+    assert "E_SCALE_CONFIG" in capsys.readouterr().err
