@@ -216,7 +216,8 @@ class Gateway:
 
         path, method = request.url.path.rstrip("/") or "/", request.method
         self.requests += 1
-        self.body_bytes += len(await request.body())
+        size = len(await request.body())  # read first: `+=` across an await would lose concurrent updates
+        self.body_bytes += size
         if path == "/v1/sessions" and method == "POST":
             if self.cfg.token and request.headers.get("authorization") != f"Bearer {self.cfg.token}":
                 return JSONResponse({"code": "E_AUTH", "message": "missing or wrong cluster token"}, 401)
