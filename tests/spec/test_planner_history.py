@@ -112,3 +112,24 @@ def test_measure_costs_leaves_cache_unchanged() -> None:
     curve = target.measure_costs(6, repeats=1)
     assert sorted(curve) == list(range(1, 7)) and all(v > 0 for v in curve.values())
     assert (target.cache.length, target.cache.next_position, target.cache.segments) == before
+
+
+def test_costs_on_cpu_are_thread_cpu_time() -> None:
+    """A forward that waits (for a shared core, the GIL) costs no more: the planner's curve is CPU
+    time, so load elsewhere on the machine does not make drafting look expensive."""
+    import time
+
+    from streamrt.spec import Target
+
+    model = build("llama", seed=0)
+    plain, _ = prefilled(model, [[1, 2, 3]])
+    waits = Target(plain.model, plain.cache, plain.hf)
+    inner = waits.forward
+
+    def slow_forward(tokens):
+        time.sleep(0.05)  # wall time passes, this thread's CPU time does not
+        return inner(tokens)
+
+    waits.forward = slow_forward  # type: ignore[method-assign]
+    curve = waits.measure_costs(3, repeats=1)
+    assert max(curve.values()) < 0.05
