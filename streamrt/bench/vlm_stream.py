@@ -14,7 +14,8 @@ window (ten minutes, or a quarter of a shorter stream) and their p99 ratio, RSS 
 first and the last window, share of visual tokens dropped overall and on still scenes (chunks whose
 frames are all inside a still period), and agreement with the no-drop run: the share of its
 commentary events (parsed with the shapes-world grammar, per chunk) that the drop run says in the
-same chunk, and the share of chunks whose whole output is identical.
+same chunk (and how many events that is), the share of chunks where the response policy made the
+same speak/silent decision, and the share of chunks whose whole output is identical.
 When to speak: the model's calibrated response policy (the engine's default, `EngineConfig.for_model`)
 unless $STREAMRT_BENCH_VLM_POLICY gives another as a spec ("greedy", "silence:T", "change:C", joined
 with "&": see `streamrt bench vlm-calibrate`); the config names the policy used.
@@ -153,6 +154,10 @@ def bench_vlm_stream(bench: Bench) -> None:
             got_events = Counter((k, m) for k, (_, text) in said.items() for m in parse(text))
             n = sum(ref_events.values())
             out["events_unchanged_share"] = sum((ref_events & got_events).values()) / n if n else float("nan")
+            out["reference_events"] = float(n)
+            out["decisions_agree_share"] = sum(
+                said.get(k, (None,))[0] == spoke for k, (spoke, _) in reference.items()
+            ) / len(reference)
             out["chunks_identical_share"] = sum(said.get(k) == v for k, v in reference.items()) / len(
                 reference
             )

@@ -31,3 +31,6 @@ def test_quick_run_reports_every_figure():
     assert base.extra["tokens_dropped_share"].median == 0.0
     assert 0.0 < drop.extra["tokens_dropped_share"].median < 1.0
     assert 0.0 <= drop.extra["chunks_identical_share"].median <= 1.0
+    assert 0.0 <= drop.extra["decisions_agree_share"].median <= 1.0
+    assert drop.extra["reference_events"].median >= 0.0
+    assert "calibrated default" in str(res.config["response_policy"])

@@ -129,3 +129,17 @@ def test_a_scene_change_gate_keeps_a_still_stream_silent(random_model_dir, tmp_p
         EngineConfig.preset("exact", response=SilenceThreshold(0.5), max_commentary_tokens=3, spec=None)
     )
     assert [c.spoke for c in generic] == [c.p_silence < 0.5 for c in generic]
+
+
+def test_bench_policy_specs():
+    from streamrt.bench.harness import registry
+    from streamrt.bench.vlm_quality import CANDIDATES, parse_policy
+
+    assert {"vlm-quality", "vlm-calibrate", "vlm-stream"} <= set(registry())
+    assert parse_policy("greedy") is None
+    assert parse_policy("silence:0.3") == SilenceThreshold(0.3)
+    assert parse_policy("change:1e-4&silence:0.5") == AllOf((SceneChange(1e-4), SilenceThreshold(0.5)))
+    assert len([parse_policy(s) for s in CANDIDATES.split(",")]) == len(CANDIDATES.split(","))
+    for bad in ("loud", "silence:x", "change", "silence:0.5&&change:1"):
+        with pytest.raises(ValueError, match="bad policy spec"):
+            parse_policy(bad)
