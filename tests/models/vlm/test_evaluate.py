@@ -127,3 +127,42 @@ def test_argmax_policy_decides_like_greedy(builtin):
     assert [c.spoke for c in policy_run.trace] == [c.spoke for c in greedy_run.trace]
     assert policy_run.said_mentions == greedy_run.said_mentions
     assert [c.p_silence for c in policy_run.trace] == [c.p_silence for c in greedy_run.trace]
+
+
+def test_policy_scoring_follows_the_engine(builtin):
+    """Oracle: the engine itself. The same world frames through `StreamRun` (no token drop, plain
+    greedy, deadlines never cut, the evaluator's retention) under the same scene-change policy give
+    the same speak/silent decision, P(silence) and commentary per chunk as `evaluate`'s loop."""
+    import itertools
+
+    from streamrt.cache import RetentionPolicy, StreamCacheConfig
+    from streamrt.models.vlm.shapes_data import world_config
+
+    from streamrt.engine import ChunkDone, EngineConfig, ResponseEnd, SceneChange, StreamRun
+    from streamrt.synth import World, parse
+
+    seed, n, policy = 5, 8, SceneChange(2e-4)
+    rep = evaluate(builtin, [seed], n, question_rate=0.0, policy=policy)
+    cfg = world_config(seed)
+    frames = World(cfg).frames(cfg.width, cfg.height, stride=round(cfg.fps / builtin.fps))
+    engine = EngineConfig.preset(
+        "exact",
+        drop_threshold=None,
+        spec=None,
+        response=policy,
+        max_commentary_tokens=96,
+        cache=StreamCacheConfig(
+            capacity=2048, retention=RetentionPolicy(sink_tokens=0, text_window=256, vision_chunks=8)
+        ),
+    )
+    done, said = [], {}
+    for o in StreamRun(builtin, itertools.islice(frames, n * builtin.frames_per_chunk), engine):
+        if isinstance(o, ChunkDone):
+            done.append(o)
+        elif isinstance(o, ResponseEnd):
+            said[o.t] = o.text
+    assert [c.spoke for c in done] == [c.spoke for c in rep.trace]
+    assert [c.p_silence for c in done] == pytest.approx([c.p_silence for c in rep.trace], abs=1e-5)
+    engine_mentions = [m for c in done for m in parse(said.get(c.t_end, ""))]
+    assert engine_mentions == rep.said_mentions
+    assert 0 < sum(c.spoke for c in done) < n  # the policy both spoke and kept silent here
