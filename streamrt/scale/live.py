@@ -177,12 +177,12 @@ class EngineReplica:
         return {"replica": self.id, "url": self.host.server.url, "sessions": len(self.host.server.sessions)}
 
     def check_health(self) -> None:
-        if not self.host.alive():
+        if self.host is None or not self.host.alive():
             raise RuntimeError(f"replica {self.id}: server thread or heartbeat stopped")
 
     def record_autoscaling_stats(self) -> dict[str, float]:
         """Serve's custom autoscaling metrics (see `autoscale`): slots used/total, deadline-miss rate."""
-        return self.host.load().to_metrics()
+        return {} if self.host is None else self.host.load().to_metrics()  # None: drained
 
     def __del__(self) -> None:
         """Serve's graceful shutdown of a replica (scale-down, redeploy, delete): drain it. The registry
@@ -193,6 +193,7 @@ class EngineReplica:
         host = getattr(self, "host", None)
         if host is None:
             return
+        self.host = None  # once: Serve calls this, and Python may again when the object is collected
         try:
             ray.get(self._registry.drain.remote(self.id), timeout=5)
         except Exception:  # noqa: BLE001 - registry gone (cluster stopping): drain the sessions anyway
