@@ -135,15 +135,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--respond",
         default="model",
         metavar="POLICY",
-        help="when to comment: model (P(silence) below --silence-threshold, default), greedy (unless silence "
-        "is the most likely token), schedule:SECONDS, scene[:CHANGE], "
-        "or several joined by +, e.g. model+scene",
+        help="when to comment: model (default: the model's calibrated policy from its streamrt.json, e.g. "
+        "the built-in model speaks on a scene change; P(silence) < 0.5 for a model without one; with "
+        "--silence-threshold T: P(silence) < T), greedy (unless silence is the most likely token), "
+        "schedule:SECONDS, scene[:CHANGE], or several joined by +, e.g. model+scene",
     )
     p.add_argument(
         "--silence-threshold",
         type=float,
         default=None,
-        help="model policy: speak when P(silence) is below this (default: the policy's, 0.5)",
+        help="model policy: speak when P(silence) is below this instead of the model's calibrated policy",
     )
     p.add_argument(
         "--drop-threshold",
@@ -194,7 +195,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _policy(spec: str, silence: float | None):
-    from streamrt.engine import AnyOf, EngineError, SceneChange, Schedule, SilenceArgmax, SilenceThreshold
+    from streamrt.engine import (
+        AnyOf,
+        EngineError,
+        ModelDefault,
+        SceneChange,
+        Schedule,
+        SilenceArgmax,
+        SilenceThreshold,
+    )
 
     parts = []
     for item in spec.split("+"):
@@ -203,7 +212,7 @@ def _policy(spec: str, silence: float | None):
             if name == "greedy":
                 parts.append(SilenceArgmax())
             elif name == "model":
-                parts.append(SilenceThreshold() if silence is None else SilenceThreshold(silence))
+                parts.append(ModelDefault() if silence is None else SilenceThreshold(silence))
             elif name == "schedule":
                 parts.append(Schedule(float(arg or 5.0)))
             elif name == "scene":

@@ -26,9 +26,11 @@ from streamrt.engine.errors import EngineError
 from streamrt.engine.pipeline import StreamRun
 from streamrt.engine.policy import (
     DEADLINE_POLICIES,
+    AllOf,
     AnyOf,
     CutResponse,
     FinishResponse,
+    ModelDefault,
     ResumeResponse,
     SceneChange,
     Schedule,
@@ -53,6 +55,7 @@ from streamrt.engine.writers import writer_for
 
 __all__ = [
     "DEADLINE_POLICIES",
+    "AllOf",
     "AnyOf",
     "BoundedQueue",
     "Chunk",
@@ -64,6 +67,7 @@ __all__ = [
     "EngineError",
     "FinishResponse",
     "Inbox",
+    "ModelDefault",
     "Output",
     "Question",
     "QueueStats",

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Literal
 from streamrt.cache import RetentionPolicy, StreamCacheConfig
 from streamrt.engine.errors import EngineError
 from streamrt.engine.policy import (
+    AllOf,
+    AnyOf,
     CutResponse,
     DeadlinePolicy,
     FinishResponse,
@@ -107,11 +109,19 @@ class EngineConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     def for_model(self, adapter: VLMAdapter) -> EngineConfig:
-        """This config with a `ModelDefault` response policy replaced by `adapter`'s calibrated one
-        (`model_response_policy`), or by its fallback when the model has none. Other policies stay."""
-        if not isinstance(self.response, ModelDefault):
-            return self
-        return self.replace(response=model_response_policy(adapter) or self.response.fallback)
+        """This config with every `ModelDefault` in its response policy (also inside `AnyOf` /
+        `AllOf`) replaced by `adapter`'s calibrated one (`model_response_policy`), or by its fallback
+        when the model has none. Other policies stay."""
+
+        def resolve(p: ResponsePolicy) -> ResponsePolicy:
+            if isinstance(p, ModelDefault):
+                return model_response_policy(adapter) or p.fallback
+            if isinstance(p, AnyOf | AllOf):
+                return type(p)(tuple(resolve(q) for q in p.policies))
+            return p
+
+        resolved = resolve(self.response)
+        return self if resolved is self.response else self.replace(response=resolved)
 
     @staticmethod
     def preset(name: str, model: VLMAdapter | None = None, **overrides: object) -> EngineConfig:

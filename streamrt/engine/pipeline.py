@@ -175,7 +175,7 @@ class StreamRun:
         on_boundary: Callable[[], None] | None = None,
     ) -> None:
         self.adapter = adapter
-        self.config = cfg = config or EngineConfig()
+        self.config = cfg = (config or EngineConfig()).for_model(adapter)
         self.fps = cfg.fps or adapter.fps
         fpc = adapter.frames_per_chunk
         self.paced = speed is not None and not live

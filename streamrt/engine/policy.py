@@ -96,7 +96,7 @@ class SceneChange:
 class AnyOf:
     """The first of `policies` that fires."""
 
-    policies: tuple[SilenceThreshold | SilenceArgmax | Schedule | SceneChange, ...]
+    policies: tuple[ResponsePolicy, ...]
 
     def decide(self, s: Signal) -> str | None:
         for p in self.policies:

@@ -73,7 +73,7 @@ class Session:
 
     def __init__(self, adapter: VLMAdapter, config: EngineConfig | None = None) -> None:
         self.adapter = adapter
-        self.config = config or EngineConfig()
+        self.config = (config or EngineConfig()).for_model(adapter)  # the model's calibrated policy
         self.special = adapter.special
         self._turn_end = adapter.turn_end_ids()
         sid = self.special.silence_id
