@@ -31,7 +31,10 @@ examples:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help='video file, stream URL, webcam index, or "none"')
     p.add_argument(
-        "--server", default="ws://127.0.0.1:8765/ws", help="server URL (default ws://127.0.0.1:8765/ws)"
+        "--server",
+        default="ws://127.0.0.1:8765/ws",
+        help="server URL (default ws://127.0.0.1:8765/ws), or the http://HOST:PORT of a `streamrt serve --ray` "
+        "cluster (the client asks its gateway for a session, then connects to the granted server)",
     )
     p.add_argument("--mode", default="generate", help="session mode (default generate)")
     p.add_argument("--prompt", help="generate: what to show")
