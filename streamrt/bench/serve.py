@@ -218,15 +218,13 @@ def meets(mode: str, fig: dict[str, float]) -> bool:
 def find_capacity(
     server: ServerProcess, mode: str, seconds: float, limit: int = 64
 ) -> tuple[int, list[tuple[int, bool]]]:
-    """Largest N that meets the targets: doubling, then bisection. Each probe is one short run, repeated
-    once when it fails (a shared machine has hiccups); a warm-up run goes first."""
+    """Largest N that meets the targets: doubling, then bisection. A probe passes when two short runs
+    in a row both meet them (one lucky run must not set the capacity); a warm-up run goes first."""
     run_load(server, mode, 1, min(seconds, 2.0))
     tried: list[tuple[int, bool]] = []
 
     def probe(n: int) -> bool:
-        ok = meets(mode, run_load(server, mode, n, seconds)) or meets(
-            mode, run_load(server, mode, n, seconds)
-        )
+        ok = all(meets(mode, run_load(server, mode, n, seconds)) for _ in range(2))
         tried.append((n, ok))
         return ok
 
