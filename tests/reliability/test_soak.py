@@ -21,7 +21,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from streamrt.soak import MALFORMED, theil_sen, trend
 
