@@ -26,6 +26,9 @@ from streamrt.scale.batch import (
 )
 
 REPLAY_ARGS = ["--on-deadline", "finish"]  # reproducible output: deadlines never cut a response
+# P(silence) < 0.5: the built-in model's calibrated policy (speak on a scene change) stays silent on
+# these 2 s clips, and the comparison needs text to compare
+REPLAY_ARGS += ["--respond", "model", "--silence-threshold", "0.5"]
 CLOCK_FIELDS = {"capture", "output", "latency_s", "deadline_met", "encode_s", "prefill_s", "started_unix"}
 
 
