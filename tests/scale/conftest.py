@@ -4,6 +4,7 @@ long enough for a loaded 2-core machine (the defaults fail there while the GCS a
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -31,3 +32,10 @@ def local_ray() -> Iterator[object]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def free_port() -> int:
+    """A loopback TCP port free at the time of the call."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import urllib.request
 
@@ -18,11 +17,7 @@ import pytest
 
 from streamrt.client import End, OutputFrameEvent
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .conftest import free_port  # noqa: TID252
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +46,7 @@ def cluster(local_ray):
     cfg = LiveConfig(
         replicas=1,
         slots=4,
-        http_port=_free_port(),
+        http_port=free_port(),
         cpus_per_replica=0.5,
         heartbeat_s=0.2,
         dead_after_s=3,

@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -28,11 +27,7 @@ from streamrt.gen.config import GenEngineConfig
 from streamrt.gen.engine import GenEngine
 from streamrt.scale import ScaleError
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .conftest import free_port  # noqa: TID252
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +38,7 @@ def cluster(local_ray):
     from streamrt.scale.live import LiveConfig, serve_live, stop_live
 
     cfg = LiveConfig(
-        replicas=2, slots=2, http_port=_free_port(), cpus_per_replica=0.5, heartbeat_s=0.2, dead_after_s=1.5
+        replicas=2, slots=2, http_port=free_port(), cpus_per_replica=0.5, heartbeat_s=0.2, dead_after_s=1.5
     )
     try:
         yield serve_live(cfg, timeout_s=600)
