@@ -189,6 +189,7 @@ class FileDecoder:
             if container is None:  # closed before iterating: open again
                 container = open_file(self.path)
             index = start_index(self.path, stop_index, container)
+            self.report.index_from_tables = index.source_tables
             if self._pool is None:
                 self._pool = DecodePool(self._workers)
                 self._cleanup.append(self._pool.close)

@@ -25,6 +25,7 @@ from av.stream import Discard
 
 from streamrt.ingest.convert import open_file, video_stream
 from streamrt.ingest.errors import SourceTimeout
+from streamrt.ingest.sample_table import sample_table_rows
 
 NOPTS = np.iinfo(np.int64).min
 _INF = np.iinfo(np.int64).max
@@ -67,6 +68,7 @@ class PacketIndex:
         self.keys: list[int] = []  # ordinals of keyframe packets
         self.done = False
         self.problem = ""  # why indexing stopped early ("" = clean end of file)
+        self.source_tables = False  # True: built from the MP4 sample tables, not by demuxing
         self.cond = threading.Condition()
 
     def __len__(self) -> int:
@@ -205,6 +207,7 @@ def start_index(
 
     `container`: `path` already opened and not yet read; the index thread takes it over (saves an
     open: FFmpeg's stream probing decodes a frame, ~20 ms for 1080p H.264, all before the first frame).
+    An MP4/MOV whose sample tables prove exact (`sample_table`) is indexed at once, on this thread.
     """
     container = container or open_file(path)
     try:
@@ -213,6 +216,17 @@ def start_index(
         container.close()
         raise
     index = PacketIndex(path, vs.index, Fraction(vs.time_base.numerator, vs.time_base.denominator))
+    try:
+        rows = sample_table_rows(container, vs, path)
+    except BaseException:
+        container.close()
+        raise
+    if rows is not None:  # MP4/MOV: complete at once, no packet read
+        container.close()
+        index.extend(rows)
+        index.source_tables = True
+        index.finish()
+        return index
     threading.Thread(
         target=build_index, args=(index, path, stop, container), name="ingest-index", daemon=True
     ).start()

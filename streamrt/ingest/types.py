@@ -123,3 +123,4 @@ class DecodeReport:
     threaded_intervals: int = 0  # intervals decoded by one frame-threaded decoder (the tail of a full decode)
     speculated_intervals: int = 0  # sampled: intervals dispatched before the packet index was complete
     replanned: bool = False  # sampled: the speculative plan was wrong and the exact one was decoded instead
+    index_from_tables: bool = False  # the packet index came from the MP4 sample tables (no demux pass)

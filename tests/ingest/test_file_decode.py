@@ -170,8 +170,12 @@ def _sequential_picks(path, sampling) -> list[tuple[int, bool, str]]:
 
 @pytest.fixture
 def slow_index(monkeypatch):
-    """The packet index publishes each GOP 40 ms late, so sampled decoding plans while it grows."""
+    """The packet index is demuxed (MP4 sample tables off) and publishes each GOP 40 ms late, so
+    sampled decoding plans while it grows."""
+    from streamrt.ingest import index
     from streamrt.ingest.index import PacketIndex
+
+    monkeypatch.setattr(index, "sample_table_rows", lambda *a: None)
 
     extend = PacketIndex.extend
 
