@@ -188,18 +188,23 @@ class FileDecoder:
             container, self._container = self._container, None
             if container is None:  # closed before iterating: open again
                 container = open_file(self.path)
+            try:
+                if self._pool is None:
+                    self._pool = DecodePool(self._workers)
+                    self._cleanup.append(self._pool.close)
+                pool = self._pool
+                slot_bytes = self._slot_bytes()
+                slots = max(4, min(1024, self._buffer_bytes // (pool.workers * slot_bytes)))
+                # announced first: the workers open the file while this thread indexes it
+                session = pool.begin(
+                    self.path, self._stream_index, self.spec, RingLayout(pool.workers, slots, slot_bytes)
+                )
+            except BaseException:
+                container.close()
+                raise
+            self._cleanup.append(session.end)
             index = start_index(self.path, stop_index, container)
             self.report.index_from_tables = index.source_tables
-            if self._pool is None:
-                self._pool = DecodePool(self._workers)
-                self._cleanup.append(self._pool.close)
-            pool = self._pool
-            slot_bytes = self._slot_bytes()
-            slots = max(4, min(1024, self._buffer_bytes // (pool.workers * slot_bytes)))
-            session = pool.begin(
-                self.path, self._stream_index, self.spec, RingLayout(pool.workers, slots, slot_bytes)
-            )
-            self._cleanup.append(session.end)
             pool.poll()
             head = None
             if self._head_thread and len(pool.ready) < pool.workers:

@@ -25,7 +25,7 @@ from av.stream import Discard
 
 from streamrt.ingest.convert import open_file, video_stream
 from streamrt.ingest.errors import SourceTimeout
-from streamrt.ingest.sample_table import sample_table_rows
+from streamrt.ingest.sample_table import SampleIndex, sample_table_index
 
 NOPTS = np.iinfo(np.int64).min
 _INF = np.iinfo(np.int64).max
@@ -90,6 +90,17 @@ class PacketIndex:
             self._dur.extend(dur)
             self._discard.extend(discard)
             self.cond.notify_all()
+
+    def fill(self, rows: SampleIndex) -> None:
+        """Set the complete index at once (from the MP4 sample tables) and mark it done."""
+        with self.cond:
+            assert not self._pts, "fill() builds an index from nothing"
+            self._pts, self._seek = rows.pts.tolist(), rows.seek.tolist()
+            self._pos, self._dur = rows.pos.tolist(), rows.dur.tolist()
+            self._key, self._discard = rows.key.tolist(), rows.discard.tolist()
+            self.keys = np.flatnonzero(rows.key).tolist()
+            self.source_tables = True
+        self.finish()
 
     def finish(self, problem: str = "") -> None:
         with self.cond:
@@ -217,15 +228,13 @@ def start_index(
         raise
     index = PacketIndex(path, vs.index, Fraction(vs.time_base.numerator, vs.time_base.denominator))
     try:
-        rows = sample_table_rows(container, vs, path)
+        tables = sample_table_index(container, vs, path)
     except BaseException:
         container.close()
         raise
-    if rows is not None:  # MP4/MOV: complete at once, no packet read
+    if tables is not None:  # MP4/MOV: complete at once, no packet read
         container.close()
-        index.extend(rows)
-        index.source_tables = True
-        index.finish()
+        index.fill(tables)
         return index
     threading.Thread(
         target=build_index, args=(index, path, stop, container), name="ingest-index", daemon=True
@@ -285,7 +294,10 @@ def plan_wanted(index: PacketIndex, wanted_pts: np.ndarray) -> list[Interval]:
     # the first keyframe belong to GOP 0 (lo = -inf)
     owner = np.searchsorted(key_pts, wanted_pts, side="right") - 1
     owner = np.maximum(owner, 0)
-    ordinal = {int(p): i for i, p in enumerate(pts)}
+    # decode-order ordinal of each wanted pts (the last packet when several share it)
+    by_pts = np.argsort(pts, kind="stable")
+    at = by_pts[np.searchsorted(pts[by_pts], wanted_pts, "right") - 1]
+    ordinal = dict(zip(wanted_pts.tolist(), at.tolist(), strict=True))
     out = []
     for g in np.unique(owner):
         g = int(g)

@@ -7,7 +7,7 @@ the file and exposes, per sample, the decode timestamp (after its edit-list hand
 discard flags, byte position and size (`stream.index_entries`). What it does not expose is the
 composition offset (`ctts`) that turns a decode timestamp into a presentation timestamp. This module
 reads `ctts` (and the tables that place samples in the file) from the file's `moov` box itself and
-builds the rows `PacketIndex.extend` takes, with FFmpeg's rule: pts = dts + dts_shift + ctts[i],
+builds the arrays `PacketIndex.fill` takes, with FFmpeg's rule: pts = dts + dts_shift + ctts[i],
 where dts_shift is the largest negated negative offset (FFmpeg shifts every dts down by it).
 
 It answers only when it can prove that its sample i is FFmpeg's entry i: same count, and every
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import struct
+from dataclasses import dataclass
 
 import av
 import numpy as np
@@ -28,13 +29,23 @@ import numpy as np
 _MAX_MOOV = 256 << 20  # a moov box larger than this is not read into memory (demux instead)
 _BOGUS_CTTS = 1 << 28  # FFmpeg distrusts composition offsets this large; so do we
 
-Row = tuple[int, int, bool, int, int, bool]  # pts, seek timestamp, keyframe, byte pos, duration, discard
+
+@dataclass(frozen=True, slots=True)
+class SampleIndex:
+    """The index rows of a stream in decode order, one array each: all [n]."""
+
+    pts: np.ndarray  # int64
+    seek: np.ndarray  # int64: timestamp to seek to, min(pts, dts)
+    key: np.ndarray  # bool
+    pos: np.ndarray  # int64: byte position
+    dur: np.ndarray  # int64: duration in ticks (the demuxer's: to the next dts)
+    discard: np.ndarray  # bool
 
 
-def sample_table_rows(
+def sample_table_index(
     container: av.container.InputContainer, stream: av.VideoStream, path: str
-) -> list[Row] | None:
-    """Index rows of `stream` in decode order from the sample tables, or None when unproven."""
+) -> SampleIndex | None:
+    """Index of `stream` from the sample tables, or None when it cannot be proven exact."""
     if "mov" not in container.format.name:
         return None
     entries = stream.index_entries
@@ -50,10 +61,9 @@ def sample_table_rows(
             tables = [t for t in _video_tables(moov) if t.get(b"stsz") is not None]
     except (OSError, struct.error, ValueError):
         return None
-    dts = np.fromiter((e.timestamp for e in entries), np.int64, n)
-    pos = np.fromiter((e.pos for e in entries), np.int64, n)
-    sizes = np.fromiter((e.size for e in entries), np.int64, n)
-    flags = np.fromiter((e.flags for e in entries), np.int64, n)
+    # FFmpeg's entries: dts (after its edit-list handling), byte position, size, flags: [n, 4]
+    raw = np.array([(e.timestamp, e.pos, e.size, e.flags) for e in entries], np.int64)
+    dts, pos, sizes, flags = raw.T
     if int(pos[-1]) + int(sizes[-1]) > size or np.any(np.diff(dts) < 0):
         return None  # truncated file, or FFmpeg reordered its entries (edit lists): demux instead
     for t in tables:
@@ -64,20 +74,16 @@ def sample_table_rows(
         if offsets is None:
             return None
         pts = dts + shift + offsets
-        dur = np.zeros(n, np.int64)
+        dur = np.empty(n, np.int64)
         dur[:-1] = np.diff(dts)
         dur[-1] = _last_duration(t.get(b"stts"))
-        seek = np.minimum(pts, dts)
-        return list(
-            zip(
-                pts.tolist(),
-                seek.tolist(),
-                (flags & 1).astype(bool).tolist(),  # AVINDEX_KEYFRAME
-                pos.tolist(),
-                dur.tolist(),
-                (flags & 2).astype(bool).tolist(),  # AVINDEX_DISCARD_FRAME
-                strict=True,
-            )
+        return SampleIndex(
+            pts=pts,
+            seek=np.minimum(pts, dts),
+            key=(flags & 1).astype(bool),  # AVINDEX_KEYFRAME
+            pos=pos.copy(),
+            dur=dur,
+            discard=(flags & 2).astype(bool),  # AVINDEX_DISCARD_FRAME
         )
     return None
 

@@ -175,7 +175,7 @@ def slow_index(monkeypatch):
     from streamrt.ingest import index
     from streamrt.ingest.index import PacketIndex
 
-    monkeypatch.setattr(index, "sample_table_rows", lambda *a: None)
+    monkeypatch.setattr(index, "sample_table_index", lambda *a: None)
 
     extend = PacketIndex.extend
 

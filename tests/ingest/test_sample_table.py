@@ -17,7 +17,6 @@ import pytest
 
 from streamrt.ingest import AtTimes, FileDecoder, PixelSpec, Uniform, sample_table
 from streamrt.ingest.index import PacketIndex, build_index
-from streamrt.ingest.sample_table import sample_table_rows
 
 from .conftest import _X264, HAVE_FFMPEG, _make_ffmpeg, needs_ffmpeg  # noqa: TID252
 from .test_file_decode import _sequential_picks  # noqa: TID252
@@ -80,9 +79,13 @@ def _demux_rows(path) -> list[tuple]:
     return list(zip(index._pts, index._seek, index._key, index._pos, index._dur, index._discard, strict=True))
 
 
-def _table_rows(path):
+def _table_rows(path) -> list[tuple] | None:
     with av.open(str(path)) as c:
-        return sample_table_rows(c, c.streams.video[0], str(path))
+        t = sample_table.sample_table_index(c, c.streams.video[0], str(path))
+    if t is None:
+        return None
+    cols = (t.pts, t.seek, t.key, t.pos, t.dur, t.discard)
+    return list(zip(*(c.tolist() for c in cols), strict=True))
 
 
 VARIANTS = [
