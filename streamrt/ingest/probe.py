@@ -1,7 +1,8 @@
 """What a media file holds: streams, duration, frame rate and keyframe times (demux only, no decode).
 
 `probe(path)` opens the file with typed errors, describes every stream and, for the first video
-stream, lists the keyframe times from a full demux pass. Knows nothing about decoding pixels.
+stream, lists the keyframe times from the packet index (an MP4's sample tables, else a demux
+pass). Knows nothing about decoding pixels.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from fractions import Fraction
 import av
 
 from streamrt.ingest.convert import open_file, video_stream
-from streamrt.ingest.index import NOPTS, PacketIndex, build_index
+from streamrt.ingest.index import NOPTS, start_index
 from streamrt.ingest.types import StreamInfo
 
 
@@ -76,6 +77,9 @@ class ProbeResult:
     problem: str = ""  # why the demux pass stopped early, if it did
 
 
+_INDEX_TIMEOUT_S = 3600.0  # a demux pass over a very long file on a slow disk
+
+
 def probe(path: str, *, keyframes: bool = True) -> ProbeResult:
     """Describe `path`; with `keyframes`, demux the video stream to list keyframe times."""
     path = str(path)
@@ -88,11 +92,10 @@ def probe(path: str, *, keyframes: bool = True) -> ProbeResult:
         dur = c.duration / 1e6 if c.duration else None
         vs = video_stream(c, path)
         tb = Fraction(vs.time_base.numerator, vs.time_base.denominator)
-        vindex = vs.index
     if not keyframes:
         return ProbeResult(path, fmt, dur, streams)
-    index = PacketIndex(path, vindex, tb)
-    build_index(index, path)
+    index = start_index(path)  # MP4/MOV: from the sample tables, no demux pass
+    index.wait_done(_INDEX_TIMEOUT_S)
     pts, key, _ = index.arrays()
     valid = pts[pts != NOPTS]
     first = int(valid.min()) if valid.size else 0
