@@ -21,7 +21,7 @@ from streamrt.ingest.pool import DecodePool
 HAVE_FFMPEG = shutil.which("ffmpeg") is not None
 needs_ffmpeg = pytest.mark.skipif(not HAVE_FFMPEG, reason="ffmpeg CLI not installed")
 
-_SRC = "testsrc2=size=192x108:rate={rate}"
+_SRC = "testsrc2=size={size}:rate={rate}"
 _X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
 
 
@@ -103,7 +103,9 @@ _AV1 = (
 )
 
 
-def _make_ffmpeg(out: Path, args: list[str], seconds: float, rate: int, extra: list[str]) -> Path:
+def _make_ffmpeg(
+    out: Path, args: list[str], seconds: float, rate: int, extra: list[str], size: str = "192x108"
+) -> Path:
     cmd = [
         "ffmpeg",
         "-hide_banner",
@@ -113,7 +115,7 @@ def _make_ffmpeg(out: Path, args: list[str], seconds: float, rate: int, extra: l
         "-f",
         "lavfi",
         "-i",
-        _SRC.format(rate=rate),
+        _SRC.format(size=size, rate=rate),
         *extra,
         "-t",
         str(seconds),

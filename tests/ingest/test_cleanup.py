@@ -22,7 +22,7 @@ import pytest
 from streamrt.ingest import DecodePool, FileDecoder, PixelSpec, Uniform
 from streamrt.ingest.errors import WorkerFailed
 
-from .conftest import HAVE_FFMPEG, needs_ffmpeg  # noqa: TID252
+from .conftest import _X264, HAVE_FFMPEG, _make_ffmpeg, needs_ffmpeg  # noqa: TID252
 
 NATIVE = PixelSpec(format="native")
 
@@ -65,33 +65,7 @@ def long_clip(tmp_path_factory) -> Path:
     if not HAVE_FFMPEG:
         pytest.skip("ffmpeg CLI not installed")
     out = tmp_path_factory.mktemp("long") / "long.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x180:rate=30",
-            "-t",
-            "20",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "30",
-            "-pix_fmt",
-            "yuv420p",
-            str(out),
-        ],
-        check=True,
-        timeout=120,
-    )
-    return out
+    return _make_ffmpeg(out, [*_X264, "-g", "30"], 20, 30, [], size="320x180")
 
 
 def test_early_close_stops_private_pool_and_frees_memory(clips):
