@@ -272,6 +272,7 @@ class FileDecoder:
         # work; counting only undelivered intervals instead ties whenever the in-order delivery lags
         # (it always does), and ties then pile onto one worker.
         assigned = [0] * pool.workers
+        long_interval = 2 * session.layout.slots
         plan_done = False
         start_pts: int | None = None
         n = 0
@@ -293,9 +294,12 @@ class FileDecoder:
                     break
                 if ready:
                     target = min(ready, key=lambda w: (assigned[w], w))
-                    if iv.last and iv.wanted is None and pool.workers > 1:
-                        # the tail of a full decode: nothing is left to run beside it, so one
-                        # frame-threaded decoder uses the cores the other workers are giving up
+                    if iv.wanted is None and pool.workers > 1 and (iv.last or iv.n_packets > long_interval):
+                        # frame-threaded (bit-exact): the tail of a full decode, where nothing is
+                        # left to run beside it, and intervals more than twice a worker's ring (a
+                        # long GOP of large frames): the worker after it fills its ring and waits
+                        # for delivery longer than it decodes, so each decoder takes every core
+                        # while it can proceed
                         iv = replace(iv, threads=pool.workers)
                         self.report.threaded_intervals += 1
                     assigned[target] += iv.n_packets + _INTERVAL_COST

@@ -348,6 +348,20 @@ def test_frame_threaded_tail_is_frame_exact(clips, pool, name):
     assert sum(report.worker_packets) == report.packets_fed >= len(got)
 
 
+@pytest.mark.parametrize("name", ["h264_bframes_audio_mp4", "h264_opengop_mkv"])
+def test_intervals_longer_than_twice_the_ring_are_frame_threaded_and_exact(clips, pool, name):
+    """A tiny buffer (4 slots per worker) makes every GOP (15-20 frames) longer than twice a ring:
+    each interval then runs on a frame-threaded decoder, and every frame still equals the
+    sequential single-threaded decode."""
+    path = _get(clips, name)
+    kw = dict(pixels=NATIVE, pool=pool, interval_frames=1, head_thread=False, buffer_bytes=1)
+    with FileDecoder(str(path), **kw) as d:
+        got = [hashlib.md5(f.pixels).hexdigest() for f in d]
+        report = d.report
+    assert report.intervals > 2 and report.threaded_intervals == report.intervals
+    assert got == [r[2] for r in sequential(path)]
+
+
 def test_sampled_decode_reports_fed_and_decoded_counts(clips, pool):
     """Sampled H.264: the workers are fed exactly the planned packets (keyframe up to each
     interval's last wanted packet) and decode fewer (skipped non-reference packets)."""
