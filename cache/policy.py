@@ -27,10 +27,23 @@ class RetentionPolicy:
     """Text tokens pinned at the start (system prompt + first turns, whole segments, at least this many)."""
     text_window: int = 512
     """Recent unpinned text tokens kept (text, memory, user, assistant turns together)."""
+    text_slack: int = 0
+    """Low-water mark: once text exceeds `text_window`, evict down to `text_window - text_slack`
+    tokens. 0 evicts to the window exactly, so a full window evicts on every text token; a slack
+    evicts once per `text_slack` tokens and leaves room for a speculation round (which never spans
+    an eviction) between those evictions. Plain and speculative decoding share the policy, so they
+    evict the same segments at the same tokens."""
     vision_chunks: int = 8
     """Most recent vision chunks kept."""
     assistant_to_memory: bool = True
     """Old assistant turns (all but the newest) are relabelled `memory` when a new chunk arrives."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.text_slack <= self.text_window:
+            raise CacheError(
+                "E_CACHE_ARGS",
+                f"text_slack must be within 0..text_window ({self.text_window}), got {self.text_slack}",
+            )
 
     def pin_new(self, kind: SegmentKind, pinned_tokens: int) -> bool:
         """Whether a segment appended now is pinned: the system prompt always, and text segments until
@@ -44,7 +57,8 @@ class RetentionPolicy:
         are appended, and so they fit (`incoming_kind=None`: only apply the windows).
 
         Order of rules: vision beyond the last `vision_chunks` (the incoming chunk counts), unpinned
-        text beyond `text_window` tokens (oldest first; incoming text counts), then the oldest unpinned
+        text beyond `text_window` tokens, down to `text_window - text_slack` (oldest first; incoming
+        text counts), then the oldest unpinned
         segments of any kind while over capacity.
         Raises E_CACHE_FULL when even evicting every unpinned segment cannot make room.
         """
@@ -55,11 +69,12 @@ class RetentionPolicy:
             gone.add(s.id)
         text = [s for s in segments if s.kind in TEXT_KINDS and not s.pinned]
         text_tokens = sum(s.length for s in text) + (incoming if incoming_kind in TEXT_KINDS else 0)
-        for s in text:
-            if text_tokens <= self.text_window:
-                break
-            gone.add(s.id)
-            text_tokens -= s.length
+        if text_tokens > self.text_window:  # over the window: down to the low-water mark
+            for s in text:
+                if text_tokens <= self.text_window - self.text_slack:
+                    break
+                gone.add(s.id)
+                text_tokens -= s.length
         used = sum(s.length for s in segments if s.id not in gone)
         for s in segments:
             if used + incoming <= capacity:

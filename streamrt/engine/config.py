@@ -63,10 +63,14 @@ class EngineConfig:
     """At most this many visual tokens kept per chunk (least similar first); None: no cap."""
     cache: StreamCacheConfig = field(
         default_factory=lambda: StreamCacheConfig(
-            capacity=4096, retention=RetentionPolicy(sink_tokens=16, text_window=256, vision_chunks=8)
+            capacity=4096,
+            retention=RetentionPolicy(sink_tokens=16, text_window=256, text_slack=32, vision_chunks=8),
         )
     )
-    """StreamCache size, retention (sinks, text window, vision chunks) and position policy."""
+    """StreamCache size, retention (sinks, text window and its low-water slack, vision chunks) and
+    position policy. The slack lets speculative rounds run once the text window is full (see
+    `RetentionPolicy.text_slack`): 60 s of commentary took 0.65 model forwards per token with no
+    slack, 0.43-0.49 with 32."""
     response: ResponsePolicy = field(default_factory=ModelDefault)
     """When to comment (questions are always answered). `ModelDefault`: the model's calibrated policy
     once `for_model` resolved it (else P(silence) < 0.5)."""

@@ -40,6 +40,26 @@ def test_keeps_sinks_last_vision_chunks_and_recent_text():
     assert e.value.code == "E_CACHE_FULL"
 
 
+def test_text_slack_evicts_down_to_a_low_water_mark():
+    """One-token assistant segments (plain decoding's table) past a 10-token window: with no slack
+    every new token evicts one; with a slack of 4 the first overflow evicts down to 6 tokens, and
+    the next 4 tokens evict nothing (room for a speculation round)."""
+    segs = table(("system", 4, True), *[("assistant", 1, False)] * 10)  # ids 1..10: 10 text tokens
+    exact = RetentionPolicy(sink_tokens=4, text_window=10, vision_chunks=2)
+    slack = RetentionPolicy(sink_tokens=4, text_window=10, vision_chunks=2, text_slack=4)
+    assert exact.plan(segs, 0, None, 1000) == slack.plan(segs, 0, None, 1000) == []  # at the window
+    assert exact.plan(segs, 1, "assistant", 1000) == [1]
+    assert slack.plan(segs, 1, "assistant", 1000) == [1, 2, 3, 4, 5]  # 11 -> 6
+    kept = [segs[0], *segs[6:]]  # after that eviction: 5 old tokens + the new one = 6
+    kept.append(Segment(11, "assistant", 14, 1, 14, 15, False))
+    for n in range(1, 5):  # 6 + n <= 10: nothing goes
+        assert slack.plan(kept, n, "assistant", 1000) == []
+    assert slack.plan(kept, 5, "assistant", 1000) == [6, 7, 8, 9, 10]  # 11 -> 6 again
+    with pytest.raises(CacheError) as e:
+        RetentionPolicy(text_window=8, text_slack=9)
+    assert e.value.code == "E_CACHE_ARGS"
+
+
 def test_pinning_and_assistant_to_memory():
     spec = CacheSpec(1, 1, 4, torch.ones(2))
     cache = StreamCache(spec, StreamCacheConfig(capacity=64, retention=RetentionPolicy(sink_tokens=6)))
