@@ -278,6 +278,40 @@ class StreamCache:
         self._pending = (start, self.spec.num_layers)
         return self.model_position_ids(positions)
 
+    def split_tokens(self) -> None:
+        """Re-register the last segment, text of n tokens, as n one-token segments: the table plain
+        decoding (one token per forward) builds, with its ids, positions and pinning. Nothing is
+        written (rows keep their K/V, positions and arrival indices). For a speculation's kept rows
+        after `rollback`: it saves re-appending each row. Pinning follows `pin_new` token by token
+        (no relabelling: plain decoding relabels only when a kind other than `assistant` arrives)."""
+        if self._pending is not None:
+            raise CacheError("E_CACHE_PENDING", "split while a chunk's forward is pending")
+        if not self._segments or self._segments[-1].length == 1:
+            return
+        last = self._segments[-1]
+        if last.kind not in TEXT_KINDS or last.pos_end - last.pos_start != last.length:
+            raise CacheError("E_CACHE_ARGS", f"segment {last.id} is not text with one position per token")
+        head = self._segments[:-1]
+        pinned_tokens = sum(s.length for s in head if s.pinned)
+        all_pinned = all(s.pinned for s in head)
+        for i in range(last.length):
+            pin = all_pinned and self.config.retention.pin_new(last.kind, pinned_tokens)
+            head.append(
+                dataclasses.replace(
+                    last,
+                    id=last.id + i,
+                    start=last.start + i,
+                    length=1,
+                    pos_start=last.pos_start + i,
+                    pos_end=last.pos_start + i + 1,
+                    pinned=pin,
+                )  # fmt: skip
+            )
+            pinned_tokens += pin
+            all_pinned = pin
+        self._segments = head
+        self._next_id = last.id + last.length
+
     def evict(self) -> int:
         """Apply the retention windows now (whole segments only); returns the tokens evicted."""
         before = self.evicted_tokens

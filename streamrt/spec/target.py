@@ -77,29 +77,25 @@ class Target:
         pointer move), and register the kept rows as `rows` one-token segments, the segment table
         plain decoding (one token per forward) builds, so later whole-segment evictions match it.
 
-        Registering re-appends each kept row's token with the positions, arrival index and segment
-        flags plain decoding would give it (the same, since nothing else was appended meanwhile and
-        a round never spans an eviction) and hands the cache the K/V already in that row (one row
-        per layer written onto itself: the cache has no verb to split a segment without a write)."""
+        Assistant rows are split in place (`StreamCache.split_tokens`: ids, positions, pinning as
+        plain decoding gives them; nothing written). Other kinds re-append each kept row (plain
+        decoding relabels old assistant turns on each append) and hand the cache the K/V already in
+        that row (one row per layer written onto itself)."""
         cache = self.cache
-        cache.rollback(mark + min(rows, 1))
-        if rows <= 1:
+        if self.kind == "assistant":  # appending assistant text plans no relabelling: split in place
+            cache.rollback(mark + rows)
+            if rows > 1:  # the kept rows are the last segment (rows 0, 1: nothing to split)
+                cache.split_tokens()
             return
-        # The round never spans an eviction (`room`), so plain decoding's eviction plan before each of
-        # these appends is empty: register them inside a speculation, which skips planning. (Only for
-        # "assistant" rows: other kinds also relabel old assistant turns when planning.) A row after an
-        # unpinned segment is never pinned (the policy pins a prefix): say so, saving the scan.
-        fast = self.kind == "assistant"
-        pinned = None if cache.segments[-1].pinned else False
-        if fast:
-            cache.begin_speculation()
+        # Other kinds relabel old assistant turns as plain decoding appends each token: re-append.
+        # The round never spans an eviction (`room`), so plain decoding's eviction plan before each
+        # of these appends is empty.
+        cache.rollback(mark + min(rows, 1))
         for row in range(mark + 1, mark + rows):
-            cache.append(self.kind, 1, pinned=pinned)
+            cache.append(self.kind, 1)
             for layer in range(cache.spec.num_layers):
                 # k, v: [B, H, 1, D] views of the row being registered
                 cache.write(layer, cache.k[layer, :, :, row : row + 1], cache.v[layer, :, :, row : row + 1])
-        if fast:
-            cache.end_speculation()
 
     def room(self, cap: int | None = None) -> int:
         """How many tokens (at most `cap`) plain decoding could append, one at a time, before the

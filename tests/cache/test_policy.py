@@ -100,3 +100,33 @@ def test_misuse_raises_typed_errors():
     with pytest.raises(CacheError) as e:
         CacheSpec(1, 1, 8, torch.ones(4), (1, 1, 1))
     assert e.value.code == "E_CACHE_SPEC"
+
+
+def test_split_tokens_builds_the_table_of_one_token_appends():
+    """Appending 5 assistant tokens at once and splitting gives the segment table of 5 one-token
+    appends (ids, rows, positions, pinning across the sink boundary); vision cannot be split."""
+    spec = CacheSpec(1, 1, 4, torch.ones(2))
+    cfg = StreamCacheConfig(capacity=64, retention=RetentionPolicy(sink_tokens=6))
+
+    def cache_with(chunks: list[tuple[str, int]]) -> StreamCache:
+        c = StreamCache(spec, cfg)
+        for kind, n in chunks:
+            c.append(kind, n)
+            c.write(0, torch.zeros(1, 1, n, 4), torch.zeros(1, 1, n, 4))
+        return c
+
+    one_by_one = cache_with([("system", 4), *[("assistant", 1)] * 5])
+    split = cache_with([("system", 4), ("assistant", 5)])
+    split.split_tokens()
+    assert split.segments == one_by_one.segments
+    assert [s.pinned for s in split.segments] == [True, True, True, False, False, False]  # 6 sink tokens
+    split.append("assistant", 1)  # ids continue where plain decoding's would
+    one_by_one.append("assistant", 1)
+    assert split.segments[-1].id == one_by_one.segments[-1].id
+    with pytest.raises(CacheError) as e:
+        split.split_tokens()  # a chunk is pending
+    assert e.value.code == "E_CACHE_PENDING"
+    vision = cache_with([("system", 4), ("vision", 3)])
+    with pytest.raises(CacheError) as e:
+        vision.split_tokens()
+    assert e.value.code == "E_CACHE_ARGS"
