@@ -339,20 +339,20 @@ class StreamCache:
             raise CacheError("E_CACHE_ROLLBACK", f"cannot roll back to {to_length}; length is {self.length}")
         if self._pending is not None:
             to_length = min(to_length, self._pending[0])
-        keep: list[Segment] = []
-        first_dropped: Segment | None = None
-        for s in self._segments:
-            if s.end <= to_length:
-                keep.append(s)
-            elif s.start < to_length:
-                if s.kind == "vision":
-                    raise CacheError(
-                        "E_CACHE_SPLIT", f"rollback to {to_length} would split vision chunk {s.id}"
-                    )
-                n = to_length - s.start
-                keep.append(dataclasses.replace(s, length=n, pos_end=s.pos_start + n))
-            elif first_dropped is None:
-                first_dropped = s
+        # segments are in storage order: walk back from the end over the dropped ones only (a
+        # speculation drops one segment; a scan of the whole table cost 0.4 ms at 2800 segments)
+        segs = self._segments
+        i = len(segs)
+        while i > 0 and segs[i - 1].start >= to_length:
+            i -= 1
+        first_dropped = segs[i] if i < len(segs) else None
+        keep = segs[:i]
+        if keep and keep[-1].end > to_length:  # the one segment the cut falls inside
+            s = keep[-1]
+            if s.kind == "vision":
+                raise CacheError("E_CACHE_SPLIT", f"rollback to {to_length} would split vision chunk {s.id}")
+            n = to_length - s.start
+            keep[-1] = dataclasses.replace(s, length=n, pos_end=s.pos_start + n)
         if keep:
             self._next_position = keep[-1].pos_end
         elif first_dropped is not None:
