@@ -23,6 +23,16 @@ from .test_file_decode import _sequential_picks  # noqa: TID252
 
 pytestmark = needs_ffmpeg
 
+# MP4/MOV clips of the suite's conftest that this module also checks
+SHARED_CLIPS = (
+    "h264_bframes_audio_mp4",
+    "h264_mov_offset",
+    "hevc_mp4",
+    "mjpeg_mov",
+    "h264_single_gop_mp4",
+    "h264_rotated_mp4",
+)
+
 
 def _copy(src, out, before: tuple[str, ...] = (), after: tuple[str, ...] = ()):
     """Remux `src` to `out` without re-encoding (`before`: input options, `after`: output options)."""
@@ -39,17 +49,7 @@ def mp4s(tmp_path_factory, clips) -> dict[str, object]:
         return {}
     d = tmp_path_factory.mktemp("mp4s")
     bf = [*_X264, "-bf", "3", "-g", "15"]
-    out = {
-        k: clips[k]
-        for k in (
-            "h264_bframes_audio_mp4",
-            "h264_mov_offset",
-            "hevc_mp4",
-            "mjpeg_mov",
-            "h264_single_gop_mp4",
-            "h264_rotated_mp4",
-        )
-    }
+    out = {k: clips[k] for k in SHARED_CLIPS}
     out["plain"] = _make_ffmpeg(d / "bf.mp4", bf, 3.0, 25, [])
     out["negative_cts"] = _make_ffmpeg(d / "neg.mp4", [*bf, "-movflags", "negative_cts_offsets"], 3.0, 25, [])
     out["faststart"] = _make_ffmpeg(d / "fs.mp4", [*bf, "-movflags", "+faststart"], 3.0, 25, [])
@@ -96,12 +96,7 @@ VARIANTS = [
     "trimmed",
     "two_tracks",
     "vfr",
-    "h264_bframes_audio_mp4",
-    "h264_mov_offset",
-    "hevc_mp4",
-    "mjpeg_mov",
-    "h264_single_gop_mp4",
-    "h264_rotated_mp4",
+    *SHARED_CLIPS,
 ]
 
 
