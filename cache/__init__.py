@@ -33,9 +33,11 @@ from streamrt.cache.frame import PositionPolicy as FramePositionPolicy
 from streamrt.cache.hf import (
     HFStreamCache,
     StreamLayer,
+    attention_implementation,
     register_attention,
     spec_from_config,
     stream_cache_for,
+    use_gqa_attention,
 )
 from streamrt.cache.policy import (
     CompactPositions,
@@ -71,7 +73,9 @@ __all__ = [
     "StreamCache",
     "StreamCacheConfig",
     "StreamLayer",
+    "attention_implementation",
     "register_attention",
     "spec_from_config",
     "stream_cache_for",
+    "use_gqa_attention",
 ]

@@ -14,18 +14,26 @@ explicitly: stock HF would derive them from the cache length, which eviction mak
 Optionally (`register_attention()`, then `attn_implementation="streamrt"` on a decoder-only text
 model), attention runs through `streamrt.kernels.sink_attention` (Triton on CUDA) reading the cache's
 valid rows in place; its causal mask is built inside the kernel (the query chunk is the newest rows).
+`use_gqa_attention(model)` switches a grouped-query decoder from stock SDPA to the same SDPA call with
+the query heads that share a K/V head packed together (no `repeat_kv` copy of the cache for a
+multi-token forward; the speculative verify path), and `attention_implementation` switches for a block.
 Does not know retention or positions policy; it only forwards writes to the StreamCache.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import transformers
 from streamrt.cache.stream import StreamCache, StreamCacheConfig
 from streamrt.cache.types import CacheError, CacheSpec
 from streamrt.kernels.sink_attention import sink_ring_attention
+from torch.nn import functional as F
 from transformers import AttentionInterface, PretrainedConfig
 from transformers.cache_utils import Cache, CacheLayerMixin
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 TESTED_TRANSFORMERS = "5."  # the Cache / CacheLayerMixin API this shim was written and tested against (5.23)
@@ -158,3 +166,82 @@ def register_attention() -> str:
     """Register the kernel-backed attention with transformers; returns its name ("streamrt")."""
     AttentionInterface.register(ATTENTION_NAME, _streamrt_attention)
     return ATTENTION_NAME
+
+
+GQA_ATTENTION_NAME = "streamrt_gqa"
+
+
+def _gqa_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: object,
+) -> tuple[torch.Tensor, None]:
+    """transformers attention function: SDPA with the G query heads of each K/V head packed into one
+    query of G x Q rows, so the cache's K/V heads are read as they are. Stock SDPA attention does this
+    for one query token only and copies every K/V head G times (`repeat_kv`) for more: at a long
+    context that copy is most of a small model's multi-token forward.
+
+    query [B, Hq, Q, D]; key, value [B, Hkv, L, D] (the query chunk is the newest Q rows);
+    attention_mask: transformers' SDPA mask [B|1, 1|Hq, Q, L] or None (then causal, bottom-right
+    aligned, or none for a non-causal module). Returns [B, Q, Hq, D]."""
+    b, hq, q_len, d = query.shape
+    hkv, length = key.shape[1], key.shape[2]
+    g = hq // hkv
+    packed = query.reshape(b, hkv, g * q_len, d)  # row r: head r // Q of the group, token r % Q
+    mask = attention_mask
+    if mask is not None:
+        if mask.shape[1] == 1:  # one mask for every head: the same rows for each packed head
+            mask = mask.repeat(1, 1, g, 1)  # [B|1, 1, G*Q, L]
+        else:  # per-head masks: heads of a group are adjacent, like the packed rows
+            mask = mask.reshape(mask.shape[0], hkv, g * q_len, length)
+    elif q_len > 1 and getattr(module, "is_causal", True):
+        token = torch.arange(q_len, device=query.device).repeat(g)  # [G*Q]
+        mask = torch.arange(length, device=query.device)[None] <= (length - q_len + token)[:, None]
+    out = F.scaled_dot_product_attention(
+        packed, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling
+    )  # [B, Hkv, G*Q, D]
+    return out.reshape(b, hq, q_len, d).transpose(1, 2).contiguous(), None
+
+
+@contextmanager
+def attention_implementation(
+    model: torch.nn.Module, name: str, *, only: str | None = None
+) -> Iterator[torch.nn.Module]:
+    """Within the block the modules of `model` (those now on implementation `only`, when given) run
+    attention `name`, a registered transformers attention; the previous ones are restored on exit."""
+    configs = {
+        id(m.config): m.config
+        for m in model.modules()
+        if isinstance(getattr(m, "config", None), PretrainedConfig)
+        and (only is None or m.config._attn_implementation == only)
+    }
+    saved = {k: c._attn_implementation for k, c in configs.items()}
+    for c in configs.values():
+        c._attn_implementation = name
+    try:
+        yield model
+    finally:
+        for k, c in configs.items():
+            c._attn_implementation = saved[k]
+
+
+def use_gqa_attention(model: torch.nn.Module) -> bool:
+    """Switch the grouped-query attention layers of `model` that run stock SDPA to `_gqa_attention`
+    (same math without the K/V copies); True when a layer switched. Layers on another
+    implementation (eager, flash, the streamrt kernel) and ungrouped ones are left as they are."""
+    AttentionInterface.register(GQA_ATTENTION_NAME, _gqa_attention)
+    AttentionMaskInterface.register(GQA_ATTENTION_NAME, sdpa_mask)
+    configs = {
+        id(m.config): m.config
+        for m in model.modules()
+        if getattr(m, "num_key_value_groups", 1) > 1
+        and getattr(m.config, "_attn_implementation", None) == "sdpa"
+    }
+    for c in configs.values():
+        c._attn_implementation = GQA_ATTENTION_NAME
+    return bool(configs)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from streamrt.cache import HFStreamCache, StreamCacheConfig, stream_cache_for
+from streamrt.cache import HFStreamCache, StreamCacheConfig, stream_cache_for, use_gqa_attention
 from streamrt.models.vlm.base import (
     AdapterError,
     PromptTemplate,
@@ -135,6 +135,7 @@ class HFAdapter(VLMAdapter):
         self._template = template
         self._special = special
         self.norm = norm
+        use_gqa_attention(self._language_model())  # multi-token forwards without K/V head copies
         self._prefix = self.encode(template.vision_prefix) if template.vision_prefix else []
         self._suffix = self.encode(template.vision_suffix) if template.vision_suffix else []
 

@@ -34,6 +34,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from importlib import resources
 from pathlib import Path
 
@@ -100,8 +101,12 @@ class _FirstTokenTimer:
 
 
 def _hf_case(points, model, kwargs, max_new, eos, last_plain, group, inputs):
-    """transformers `generate` over every point; decode time from the first generated token on."""
+    """transformers `generate` over every point (its own SDPA attention, not ours); decode time from
+    the first generated token on."""
     import torch
+
+    from streamrt.cache import attention_implementation
+    from streamrt.cache.hf import GQA_ATTENTION_NAME
 
     def run() -> dict[str, float]:
         same = toks = 0
@@ -109,7 +114,10 @@ def _hf_case(points, model, kwargs, max_new, eos, last_plain, group, inputs):
         for p in points:
             kw = inputs(p)
             timer = _FirstTokenTimer()
-            with torch.no_grad():
+            with torch.no_grad(), ExitStack() as stock:  # transformers' own SDPA attention
+                for m in (model, kwargs.get("assistant_model")):
+                    if m is not None:
+                        stock.enter_context(attention_implementation(m, "sdpa", only=GQA_ATTENTION_NAME))
                 out = model.generate(
                     **kw, max_new_tokens=max_new, do_sample=False, eos_token_id=list(eos) or None,
                     streamer=timer, **kwargs,

@@ -18,6 +18,7 @@ import torch
 from torch.nn import functional as F
 from transformers import AttentionInterface
 
+from streamrt.cache.hf import attention_implementation
 from streamrt.spec.selfspec import _decoder
 
 ATTENTION = "streamrt_rowwise"
@@ -69,17 +70,11 @@ def batch_invariant(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     linears = [m for m in dec.modules() if isinstance(m, torch.nn.Linear)]
     if isinstance(head, torch.nn.Linear):
         linears.append(head)
-    configs = {id(m.config): m.config for m in dec.modules() if hasattr(m, "config")}
-    configs[id(dec.config)] = dec.config
-    saved = {k: c._attn_implementation for k, c in configs.items()}
     for m in linears:
         m.forward = _rowwise_linear(m)
-    for c in configs.values():
-        c._attn_implementation = ATTENTION
     try:
-        yield model
+        with attention_implementation(dec, ATTENTION):
+            yield model
     finally:
         for m in linears:
             del m.forward
-        for k, c in configs.items():
-            c._attn_implementation = saved[k]

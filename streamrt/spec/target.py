@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from streamrt.cache import CacheError, HFStreamCache, SegmentKind, StreamCache
+from streamrt.cache import CacheError, HFStreamCache, SegmentKind, StreamCache, use_gqa_attention
 from streamrt.spec.drafter import cost_clock
 from streamrt.spec.types import SpecError
 
@@ -42,6 +42,8 @@ class Target:
         self.hf = hf_cache
         self.kind: SegmentKind = kind
         self.forward_text = forward_text
+        if forward_text is None:
+            use_gqa_attention(model)  # verify forwards read the cache's K/V heads without copies
         self.embed = model.get_input_embeddings()
         self.clock = cost_clock(cache.k.device)
         """The clock verify costs are measured with (`streamrt.spec.drafter.cost_clock`)."""
