@@ -35,6 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="loss weight of pixels on and near the object (default 1: plain MSE)",
     )
     p.add_argument("--ckpt-every", type=int, help="steps between checkpoints")
+    p.add_argument("--dim", type=int, help="hidden width of a new model (default: the shipped model's)")
+    p.add_argument("--layers", type=int, help="transformer blocks of a new model")
+    p.add_argument("--heads", type=int, help="attention heads of a new model")
+    p.add_argument("--ffn-mult", type=int, help="MLP width multiple of a new model")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
 
 
@@ -57,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
         "object_weight": args.object_weight,
     }
     cfg = dataclasses.replace(GenTrainConfig(), **{k: v for k, v in given.items() if v is not None})
+    shape = {"dim": args.dim, "layers": args.layers, "heads": args.heads, "ffn_mult": args.ffn_mult}
+    shape = {k: v for k, v in shape.items() if v is not None}
+    if shape:
+        if args.init:
+            raise SystemExit("E_GEN_ARGS: --dim/--layers/--heads/--ffn-mult shape a new model; --init continues one")
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **shape))
     model = train(cfg, args.out)
     logging.getLogger(__name__).info("trained %s", model.spec.train)
     print(
