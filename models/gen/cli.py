@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
     shape = {k: v for k, v in shape.items() if v is not None}
     if shape:
         if args.init:
-            raise SystemExit("E_GEN_ARGS: --dim/--layers/--heads/--ffn-mult shape a new model; --init continues one")
+            raise SystemExit(
+                "E_GEN_ARGS: --dim/--layers/--heads/--ffn-mult shape a new model; --init continues one"
+            )
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **shape))
     model = train(cfg, args.out)
     logging.getLogger(__name__).info("trained %s", model.spec.train)
