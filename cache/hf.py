@@ -171,16 +171,7 @@ def register_attention() -> str:
 GQA_ATTENTION_NAME = "streamrt_gqa"
 
 
-def _gqa_attention(
-    module: torch.nn.Module,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    scaling: float | None = None,
-    dropout: float = 0.0,
-    **kwargs: object,
-) -> tuple[torch.Tensor, None]:
+def _gqa_attention(module, query, key, value, attention_mask, **kwargs) -> tuple[torch.Tensor, None]:
     """transformers attention function: SDPA with the G query heads of each K/V head packed into one
     query of G x Q rows, so the cache's K/V heads are read as they are. Stock SDPA attention does this
     for one query token only and copies every K/V head G times (`repeat_kv`) for more: at a long
@@ -188,7 +179,8 @@ def _gqa_attention(
 
     query [B, Hq, Q, D]; key, value [B, Hkv, L, D] (the query chunk is the newest Q rows);
     attention_mask: transformers' SDPA mask [B|1, 1|Hq, Q, L] or None (then causal, bottom-right
-    aligned, or none for a non-causal module). Returns [B, Q, Hq, D]."""
+    aligned, or none for a non-causal module); kwargs: `scaling`, `dropout` (transformers passes them
+    by name). Returns [B, Q, Hq, D]."""
     b, hq, q_len, d = query.shape
     hkv, length = key.shape[1], key.shape[2]
     g = hq // hkv
@@ -203,7 +195,7 @@ def _gqa_attention(
         token = torch.arange(q_len, device=query.device).repeat(g)  # [G*Q]
         mask = torch.arange(length, device=query.device)[None] <= (length - q_len + token)[:, None]
     out = F.scaled_dot_product_attention(
-        packed, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling
+        packed, key, value, attn_mask=mask, dropout_p=kwargs.get("dropout", 0.0), scale=kwargs.get("scaling")
     )  # [B, Hkv, G*Q, D]
     return out.reshape(b, hq, q_len, d).transpose(1, 2).contiguous(), None
 

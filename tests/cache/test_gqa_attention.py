@@ -77,6 +77,6 @@ def test_attention_function_per_head_masks_and_non_causal():
         (_Module(False), None, None),
     ]
     for module, given, oracle_mask in cases:
-        out, _ = _gqa_attention(module, q, k, v, given, scaling=0.3)  # [B, Q, Hq, D]
+        out, _ = _gqa_attention(module, q, k, v, given, scaling=0.3, dropout=0.0)  # [B, Q, Hq, D]
         oracle = F.scaled_dot_product_attention(q, kr, vr, attn_mask=oracle_mask, scale=0.3).transpose(1, 2)
         assert (out - oracle).abs().max().item() <= 1e-6
