@@ -35,6 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="loss weight of pixels on and near the object (default 1: plain MSE)",
     )
     p.add_argument("--ckpt-every", type=int, help="steps between checkpoints")
+    p.add_argument(
+        "--prompt-dropout",
+        type=float,
+        help="share of clips trained with the empty prompt, for guidance (default 0)",
+    )
     p.add_argument("--dim", type=int, help="hidden width of a new model (default: the shipped model's)")
     p.add_argument("--layers", type=int, help="transformer blocks of a new model")
     p.add_argument("--heads", type=int, help="attention heads of a new model")
@@ -59,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         "ckpt_every": args.ckpt_every,
         "init": args.init,
         "object_weight": args.object_weight,
+        "prompt_dropout": args.prompt_dropout,
     }
     cfg = dataclasses.replace(GenTrainConfig(), **{k: v for k, v in given.items() if v is not None})
     shape = {"dim": args.dim, "layers": args.layers, "heads": args.heads, "ffn_mult": args.ffn_mult}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
+import torch
 from streamrt.models.gen.dit import AttentionContext, CausalVideoDiT, GenModelConfig
 from streamrt.models.gen.text import PromptEncoder, Tokenizer
 from torch import Tensor, nn
@@ -55,6 +56,12 @@ class GenModel(nn.Module):
         """prompts -> [B, L, dim]."""
         dev = next(self.parameters()).device
         return self.text(self.tokenizer.encode(prompts).to(dev))
+
+    def encode_null(self, batch: int = 1) -> Tensor:
+        """The empty prompt (every token padding): [B, L, dim]. Trained as the unconditional input
+        when training drops prompts (`GenTrainConfig.prompt_dropout`); guidance contrasts it."""
+        dev = next(self.parameters()).device
+        return self.text(torch.zeros(batch, self.spec.model.text_len, dtype=torch.long, device=dev))
 
     def forward(self, x: Tensor, t: Tensor, text: Tensor, ctx: AttentionContext) -> Tensor:
         return self.dit(x, t, text, ctx)

@@ -52,6 +52,9 @@ class GenTrainConfig:
     object_weight: float = 1.0
     """Loss weight of the pixels on and around the object (the rest weigh 1): the object covers a few
     percent of a frame, so a plain MSE spends most of its signal on the empty background."""
+    prompt_dropout: float = 0.0
+    """Share of clips trained with the empty prompt (`GenModel.encode_null`): the unconditional
+    prediction that classifier-free guidance contrasts with the prompted one."""
     init: str | None = None
     """Checkpoint folder to start from (continued training; its model config is used), else scratch."""
     model: GenModelConfig = field(
@@ -114,7 +117,11 @@ def train(cfg: GenTrainConfig, out: Path, *, progress: bool = True) -> GenModel:
         t = _noise_levels(n_blocks, block, cfg.batch, cfg.ar_pattern_p, cfg.shift, g)  # [B, F]
         eps = torch.randn(x0.shape, generator=g)
         ctx = DenseContext(grid, torch.arange(x0.shape[1]), block_causal_mask([block] * n_blocks))
-        pred = model(noise_to(x0, eps, t), t, model.encode_prompts(prompts), ctx)  # predicted x0
+        text = model.encode_prompts(prompts)  # [B, L, d]
+        if cfg.prompt_dropout > 0:
+            drop = torch.rand(cfg.batch, generator=g) < cfg.prompt_dropout  # [B]
+            text = torch.where(drop[:, None, None], model.encode_null(), text)
+        pred = model(noise_to(x0, eps, t), t, text, ctx)  # predicted x0
         w = (t > 0).float()[..., None, None, None]  # clean frames carry no target
         w = w * object_weights(x0, cfg.object_weight)  # [B, F, 1, H, W]
         loss = ((pred - x0) ** 2 * w).sum() / (w.sum() * pred.shape[2]).clamp(min=1)

@@ -40,6 +40,7 @@ from streamrt.models.gen.flow import noise_to, step, timesteps
 from streamrt.models.gen.model import GenModel
 
 log = logging.getLogger(__name__)
+_NULL_PROMPT = object()  # the FrameCache's key for the empty prompt's cross-attention K/V (guidance)
 
 
 def _patch_change(a: Tensor, b: Tensor) -> float:
@@ -93,6 +94,7 @@ class GenEngine:
         self.level = Level(cfg.steps, cfg.block)
         self.prompt: str | None = None
         self.text: Tensor | None = None  # [1, L, d]
+        self._null: Tensor | None = None  # [1, L, d] the empty prompt (guidance), encoded on first use
         self._texts: OrderedDict[str, Tensor] = OrderedDict()  # prompt -> token states (bounded, 8)
         self._pending: Tensor | None = None  # pipelined: emitted clean block whose K/V are not committed yet
         self._noisy: list[_InFlight] = []
@@ -175,6 +177,21 @@ class GenEngine:
         assert self.text is not None
         return self.model(x, t, self.text, self.cache)
 
+    def _guided(self, x: Tensor, t: Tensor) -> Tensor:
+        """A denoise forward with classifier-free guidance when the config asks for it here:
+        x0_null + w (x0_prompt - x0_null). Both read the cached context as it was committed (under the
+        prompt); the clean pass that commits the block runs under the prompt alone."""
+        cfg = self.cfg
+        frames = cfg.guidance_frames
+        if cfg.guidance == 1.0 or (frames is not None and self.cache.committed >= frames):
+            return self._forward(x, t)
+        if self._null is None:
+            self._null = self.model.encode_null().to(self.dtype)
+        self.cache.set_prompt(_NULL_PROMPT)
+        x0_null = self.model(x, t, self._null, self.cache)
+        self.cache.set_prompt(self.prompt)
+        return torch.lerp(x0_null, self._forward(x, t), cfg.guidance)
+
     def _noise(self, frames: int) -> Tensor:
         return torch.randn(1, frames, 3, self.h, self.w, generator=self.gen).to(self.dtype)
 
@@ -191,7 +208,7 @@ class GenEngine:
         b = x.shape[1]
         for i in range(len(ts) - 1):
             self.cache.begin_pass([b])
-            x = step(x, self._forward(x, ts[i].expand(1, b)), ts[i], ts[i + 1])
+            x = step(x, self._guided(x, ts[i].expand(1, b)), ts[i], ts[i + 1])
         return x.clamp(-1, 1)
 
     @torch.no_grad()
