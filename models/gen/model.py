@@ -37,6 +37,9 @@ class GenSpec:
     width: int = 64
     shift: float = 3.0
     """Flow-matching timestep shift used in training and sampling."""
+    guidance: float = 1.0
+    """Classifier-free guidance scale the model samples with by default (1 = none; more needs a model
+    trained with prompt dropout). Chosen by measurement after training, not by the training run."""
     train: dict[str, object] = field(default_factory=dict)
     """Training record (command, seed, steps, wall time, loss)."""
 
@@ -77,7 +80,7 @@ class GenModel(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         s = self.spec
         cfg = {"model": s.model.to_dict(), "vocab": list(s.vocab), "height": s.height, "width": s.width}
-        cfg |= {"shift": s.shift, "train": s.train}
+        cfg |= {"shift": s.shift, "guidance": s.guidance, "train": s.train}
         (folder / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         save_file(
             {k: v.detach().contiguous() for k, v in self.state_dict().items()},
@@ -101,6 +104,7 @@ class GenModel(nn.Module):
                 height=int(d["height"]),
                 width=int(d["width"]),
                 shift=float(d["shift"]),
+                guidance=float(d.get("guidance", 1.0)),
                 train=dict(d.get("train", {})),
             )
         except (KeyError, TypeError, ValueError) as e:

@@ -38,6 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--steps", type=int, help="denoise steps per block (override)")
     p.add_argument(
+        "--guidance",
+        type=float,
+        help="classifier-free guidance scale (sequential schedule; 1 = off; default: the model's own)",
+    )
+    p.add_argument(
         "--switch", action="append", default=[], metavar="SEC:PROMPT", help="change the prompt at SEC seconds"
     )
     p.add_argument(
@@ -96,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         over["schedule"] = args.schedule
     if args.steps:
         over["steps"] = args.steps
+    if args.guidance is not None:
+        over["guidance"] = args.guidance
     if args.hard_cut:
         over["prompt_switch"] = "hard_cut"
     if args.strength is not None:

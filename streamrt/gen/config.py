@@ -51,9 +51,10 @@ class GenEngineConfig:
     """Video-to-video: an input block is skipped (the last output repeated) when no 8x8 patch differs
     from the last processed input by more than this mean |difference| (pixels in [-1, 1]): a small
     moving object changes its patches a lot, sensor noise averages out inside a patch."""
-    guidance: float = 1.0
+    guidance: float | None = None
     """Classifier-free guidance scale of the sequential schedule's denoise steps: x0_null + w (x0_prompt
-    - x0_null), one more forward per step (1 = off). Needs a model trained with prompt dropout."""
+    - x0_null), one more forward per step (1 = off). None: the model's own default (`GenSpec.guidance`,
+    1 unless it was trained with prompt dropout)."""
     guidance_frames: int | None = None
     """Guide only while fewer than this many frames are committed (the first blocks set the objects that
     later blocks keep from the cache); None: every block."""
@@ -66,7 +67,9 @@ class GenEngineConfig:
             raise GenConfigError(f"steps {self.steps} / first_block_steps {self.first_block_steps}")
         if self.block_frames < 1 or self.window_frames < 1 or self.sink_frames < 0:
             raise GenConfigError("block_frames >= 1, window_frames >= 1, sink_frames >= 0")
-        if self.guidance < 0 or (self.guidance_frames is not None and self.guidance_frames < 0):
+        if (self.guidance is not None and self.guidance < 0) or (
+            self.guidance_frames is not None and self.guidance_frames < 0
+        ):
             raise GenConfigError(f"guidance {self.guidance} / guidance_frames {self.guidance_frames}")
         if not 0 < self.v2v_strength <= 1:
             raise GenConfigError(f"v2v_strength {self.v2v_strength} not in (0, 1]")

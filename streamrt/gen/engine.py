@@ -95,6 +95,7 @@ class GenEngine:
         self.prompt: str | None = None
         self.text: Tensor | None = None  # [1, L, d]
         self._null: Tensor | None = None  # [1, L, d] the empty prompt (guidance), encoded on first use
+        self.guidance = spec.guidance if cfg.guidance is None else cfg.guidance
         self._texts: OrderedDict[str, Tensor] = OrderedDict()  # prompt -> token states (bounded, 8)
         self._pending: Tensor | None = None  # pipelined: emitted clean block whose K/V are not committed yet
         self._noisy: list[_InFlight] = []
@@ -181,16 +182,15 @@ class GenEngine:
         """A denoise forward with classifier-free guidance when the config asks for it here:
         x0_null + w (x0_prompt - x0_null). Both read the cached context as it was committed (under the
         prompt); the clean pass that commits the block runs under the prompt alone."""
-        cfg = self.cfg
-        frames = cfg.guidance_frames
-        if cfg.guidance == 1.0 or (frames is not None and self.cache.committed >= frames):
+        frames = self.cfg.guidance_frames
+        if self.guidance == 1.0 or (frames is not None and self.cache.committed >= frames):
             return self._forward(x, t)
         if self._null is None:
             self._null = self.model.encode_null().to(self.dtype)
         self.cache.set_prompt(_NULL_PROMPT)
         x0_null = self.model(x, t, self._null, self.cache)
         self.cache.set_prompt(self.prompt)
-        return torch.lerp(x0_null, self._forward(x, t), cfg.guidance)
+        return torch.lerp(x0_null, self._forward(x, t), self.guidance)
 
     def _noise(self, frames: int) -> Tensor:
         return torch.randn(1, frames, 3, self.h, self.w, generator=self.gen).to(self.dtype)
