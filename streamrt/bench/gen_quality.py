@@ -66,7 +66,7 @@ def bench_gen_quality(bench: Bench) -> None:
     bench.config = {
         "prompts": [p for p, _, _ in prompts],
         "frames_per_prompt": frames,
-        "engine": "preset quality (sequential, 3 steps, first block 8, seed 0)",
+        "engine": "preset quality (sequential, 3 steps, first block 8, seed 0, the model's guidance scale)",
         "candidate": other or "(none: set STREAMRT_BENCH_GEN_MODEL)",
     }
     work = len(prompts) * frames
