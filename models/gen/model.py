@@ -37,11 +37,11 @@ class GenSpec:
     width: int = 64
     shift: float = 3.0
     """Flow-matching timestep shift used in training and sampling."""
+    train: dict[str, object] = field(default_factory=dict)
+    """Training record (command, seed, steps, wall time, loss)."""
     guidance: float = 1.0
     """Classifier-free guidance scale the model samples with by default (1 = none; more needs a model
     trained with prompt dropout). Chosen by measurement after training, not by the training run."""
-    train: dict[str, object] = field(default_factory=dict)
-    """Training record (command, seed, steps, wall time, loss)."""
 
 
 class GenModel(nn.Module):

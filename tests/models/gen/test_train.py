@@ -56,3 +56,27 @@ def test_continued_training_refuses_another_frame_size(tmp_path) -> None:
     other = _tiny_cfg(init=str(tmp_path / "a"), clips=ClipConfig(frames=4, size=24, max_start=4))
     with pytest.raises(GenCheckpointError, match="frame size"):
         train(other, tmp_path / "b", progress=False)
+
+
+def test_prompt_dropout_trains_the_empty_prompt_and_guidance_round_trips(tmp_path) -> None:
+    """With every prompt dropped the loss never depends on a prompt word: the word embeddings receive
+    no gradient and move only by weight decay (a common factor), while the padding row learns."""
+    start = train(_tiny_cfg(steps=1, lr=0.0), tmp_path / "a", progress=False)
+    emb0 = start.text.embed.weight.detach().clone()  # [V, d]
+    model = train(
+        _tiny_cfg(init=str(tmp_path / "a"), prompt_dropout=1.0, ema=0.0), tmp_path / "b", progress=False
+    )
+    emb = model.text.embed.weight.detach()
+    words = emb0[2:].flatten()
+    ratio = emb[2:].flatten() / words
+    assert torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-5)  # decay only
+    assert not torch.allclose(emb[0] / emb0[0], ratio[0].expand_as(emb[0]), rtol=1e-3)  # the pad row learned
+    assert GenModel.load(tmp_path / "b").spec.train["config"]["prompt_dropout"] == 1.0
+    null = model.encode_null()  # [1, L, d]
+    assert null.shape == (1, model.spec.model.text_len, model.spec.model.dim)
+    assert not torch.allclose(null, model.encode_prompts(["a red circle"]))
+    guided = GenModel(dataclasses.replace(model.spec, guidance=3.5))
+    guided.load_state_dict(model.state_dict())
+    guided.save(tmp_path / "c")
+    assert GenModel.load(tmp_path / "c").spec.guidance == 3.5
+    assert GenModel.load(tmp_path / "b").spec.guidance == 1.0
