@@ -24,9 +24,13 @@ PROMPTS = [
     ("a white square", "white", "square"),
 ]
 # Regression floors of the shipped model (mean over PROMPTS, 16 frames each, sequential 3 steps).
-# Measured at release 1.00 / 0.30 (the previous model: 0.82 / 0.44, its small round blobs read as
-# circles). The target (90% colour and shape) is NOT met; see assets/gen/README.md.
-COLOUR_FLOOR, SHAPE_FLOOR = 0.9, 0.2
+# Measured at release 1.00 / 0.76 (the previous model: 1.00 / 0.30). The target (90% colour
+# and shape) is met for circles and triangles, not for squares; see assets/gen/README.md.
+COLOUR_FLOOR, SHAPE_FLOOR = 0.95, 0.6
+SQUARES_SHORT = pytest.mark.xfail(
+    reason="squares come out too large and ragged: 24-88% after ten minutes (assets/gen/README.md)",
+    strict=False,
+)
 
 
 def test_detector_on_ground_truth_renders() -> None:
@@ -55,10 +59,10 @@ def test_builtin_model_draws_the_prompted_object() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="the shipped model is below the issue's 90% target (assets/gen/README.md)", strict=False
+@pytest.mark.parametrize(
+    ("prompt", "colour", "shape"),
+    [pytest.param(*p, marks=SQUARES_SHORT) if p[2] == "square" else p for p in PROMPTS],
 )
-@pytest.mark.parametrize(("prompt", "colour", "shape"), PROMPTS)
 def test_builtin_model_after_ten_minutes(prompt: str, colour: str, shape: str) -> None:
     frames = _frames(prompt, 4800)  # ten minutes at 8 fps
     first, tenth = score(frames[:480], colour, shape), score(frames[-480:], colour, shape)
