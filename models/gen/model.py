@@ -42,6 +42,10 @@ class GenSpec:
     guidance: float = 1.0
     """Classifier-free guidance scale the model samples with by default (1 = none; more needs a model
     trained with prompt dropout). Chosen by measurement after training, not by the training run."""
+    prompt_switch: str = "recache"
+    """How a prompt switch treats the cache by default for this model: "recache" (the kept frames are
+    re-encoded under the new prompt) or "hard_cut" (for a model that keeps drawing what its cache shows
+    instead of following the new prompt). Chosen by measurement, like `guidance`."""
 
 
 class GenModel(nn.Module):
@@ -80,7 +84,7 @@ class GenModel(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         s = self.spec
         cfg = {"model": s.model.to_dict(), "vocab": list(s.vocab), "height": s.height, "width": s.width}
-        cfg |= {"shift": s.shift, "guidance": s.guidance, "train": s.train}
+        cfg |= {"shift": s.shift, "guidance": s.guidance, "prompt_switch": s.prompt_switch, "train": s.train}
         (folder / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         save_file(
             {k: v.detach().contiguous() for k, v in self.state_dict().items()},
@@ -105,8 +109,11 @@ class GenModel(nn.Module):
                 width=int(d["width"]),
                 shift=float(d["shift"]),
                 guidance=float(d.get("guidance", 1.0)),
+                prompt_switch=str(d.get("prompt_switch", "recache")),
                 train=dict(d.get("train", {})),
             )
+            if spec.prompt_switch not in ("recache", "hard_cut"):
+                raise ValueError(f"prompt_switch {spec.prompt_switch!r} is not recache or hard_cut")
         except (KeyError, TypeError, ValueError) as e:
             raise GenCheckpointError(f"{cfg_path}: {e}") from e
         model = GenModel(spec)

@@ -41,8 +41,9 @@ class GenEngineConfig:
     """Frames pinned at the start of the stream (never evicted)."""
     window_frames: int = 4
     """Recent frames kept in the rolling KV window."""
-    prompt_switch: PromptSwitch = "recache"
-    """recache: rebuild the cached frames' K/V under the new prompt; hard_cut: forget them."""
+    prompt_switch: PromptSwitch | None = None
+    """recache: rebuild the cached frames' K/V under the new prompt; hard_cut: forget them. None: the
+    model's own default (`GenSpec.prompt_switch`: recache unless the checkpoint says otherwise)."""
     fps: float = 8.0
     """Frame rate of the output stream (timestamps; the built-in model was trained at 8 fps)."""
     v2v_strength: float = 0.6

@@ -129,7 +129,7 @@ class GenEngine:
         if prompt == self.prompt:
             return
         self._flush()
-        mode = mode or self.cfg.prompt_switch
+        mode = mode or self.cfg.prompt_switch or self.model.spec.prompt_switch
         kept = None
         if self.cache.committed or self._pending is not None:
             if mode == "hard_cut":  # a new stream: nothing of the old one is kept

@@ -8,6 +8,8 @@ Both sides draw their noise from generators in the same state.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from streamrt.cache.frame import Absolute
@@ -172,6 +174,28 @@ def test_recache_equals_rebuild_and_hard_cut_equals_fresh_start(tiny: GenModel) 
     fresh.gen.set_state(state)
     fresh.set_prompt("a white square")
     assert torch.equal(cut, fresh.next_block())
+
+
+def test_prompt_switch_mode_follows_the_checkpoint_unless_configured(tiny: GenModel, tmp_path) -> None:
+    """A checkpoint that names `prompt_switch: hard_cut` gets hard cuts by default (saved and loaded);
+    the engine config and an explicit mode still override it."""
+    cut_model = GenModel(dataclasses.replace(tiny.spec, prompt_switch="hard_cut"))
+    cut_model.load_state_dict(tiny.state_dict())
+    cut_model.save(tmp_path / "m")
+    loaded = GenModel.load(tmp_path / "m")
+    assert loaded.spec.prompt_switch == "hard_cut"
+    cfg = GenEngineConfig(steps=1, first_block_steps=1, block_frames=2)
+    for model, config, mode, cuts in [
+        (loaded, cfg, None, 1),
+        (loaded, cfg.replace(prompt_switch="recache"), None, 0),
+        (loaded, cfg, "recache", 0),
+        (tiny, cfg, None, 0),
+    ]:
+        eng = GenEngine(model, config, dtype=next(model.parameters()).dtype)
+        eng.set_prompt("a red circle")
+        eng.next_block()
+        eng.set_prompt("a blue square", mode=mode)
+        assert (eng.counters["hard_cuts"], eng.counters["recaches"]) == (cuts, 1 - cuts)
 
 
 def test_prompt_switch_flushes_in_flight_frames(tiny: GenModel) -> None:
