@@ -54,8 +54,8 @@ class GenEngineConfig:
     moving object changes its patches a lot, sensor noise averages out inside a patch."""
     guidance: float | None = None
     """Classifier-free guidance scale of the sequential schedule's denoise steps: x0_null + w (x0_prompt
-    - x0_null), one more forward per step (1 = off). None: the model's own default (`GenSpec.guidance`,
-    1 unless it was trained with prompt dropout)."""
+    - x0_null), one more forward per step (1 = off). None: the model's own default (`GenSpec.guidance`:
+    1 unless its checkpoint names another scale). The rolling and stream-batch schedules do not guide."""
     guidance_frames: int | None = None
     """Guide only while fewer than this many frames are committed (the first blocks set the objects that
     later blocks keep from the cache); None: every block."""

@@ -34,8 +34,10 @@ def _dense(model: GenModel, xs, ts, text, mask) -> torch.Tensor:
 def _sequential_reference(
     model: GenModel, cfg: GenEngineConfig, prompt: str, n_blocks: int, guided_blocks: int = 0
 ) -> torch.Tensor:
-    """The block loop recomputed densely; the first `guided_blocks` blocks (no context before them
-    when 1) use classifier-free guidance with the empty prompt at `cfg.guidance`."""
+    """The block loop recomputed densely; the first `guided_blocks` blocks use classifier-free guidance
+    with the empty prompt at `cfg.guidance`. Exact against the engine for 0 or 1 guided blocks only: a
+    later block's null forward here recomputes its context under the empty prompt, while the engine
+    reads the context as committed under the prompt."""
     g = torch.Generator().manual_seed(cfg.seed)
     text = model.encode_prompts([prompt]).to(F64)
     null = model.encode_null().to(F64)
