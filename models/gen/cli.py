@@ -40,6 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         help="share of clips trained with the empty prompt, for guidance (default 0)",
     )
+    p.add_argument(
+        "--switch-p",
+        type=float,
+        help="share of clips that are prompt switches (first frames from another world; default 0)",
+    )
     p.add_argument("--dim", type=int, help="hidden width of a new model (default: the shipped model's)")
     p.add_argument("--layers", type=int, help="transformer blocks of a new model")
     p.add_argument("--heads", type=int, help="attention heads of a new model")
@@ -67,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         "prompt_dropout": args.prompt_dropout,
     }
     cfg = dataclasses.replace(GenTrainConfig(), **{k: v for k, v in given.items() if v is not None})
+    if args.switch_p is not None:
+        cfg = dataclasses.replace(cfg, clips=dataclasses.replace(cfg.clips, switch_p=args.switch_p))
     shape = {"dim": args.dim, "layers": args.layers, "heads": args.heads, "ffn_mult": args.ffn_mult}
     shape = {k: v for k, v in shape.items() if v is not None}
     if shape:

@@ -5,6 +5,10 @@ at a random moment, rendered at the model's frame size, with a prompt made from 
 plus a motion phrase ("a red circle moving up left"). With probability `sink_gap_p` the first frame
 is taken `1..max_sink_gap` frames before the rest: at inference the sink frame of a FrameCache sits at
 position 0 while the window holds much later frames, so the model learns that frame 0 may be stale.
+With probability `switch_p` the clip is a prompt switch: its first frames come from another world
+(another prompt) and only the rest from the prompted one, as after a KV-recache in the engine, where
+the cached frames of the old prompt are re-encoded under the new one; the trainer keeps those first
+frames clean and outside the loss, so the model learns to draw the new prompt after them.
 Owns: clip sampling and the prompt wording. Does not know the model or the loss.
 """
 
@@ -39,6 +43,20 @@ class ClipConfig:
     sink_gap_p: float = 0.3
     """Probability that frame 0 is taken from earlier than the rest (a stale sink)."""
     max_sink_gap: int = 64
+    switch_p: float = 0.0
+    """Probability that a clip is a prompt switch (`Clip.context` frames of another world first)."""
+    switch_step: int = 2
+    """The switch happens at a multiple of this many frames (the largest training block)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Clip:
+    """One training clip."""
+
+    frames: Tensor  # [F, 3, S, S] in [-1, 1]
+    prompt: str
+    context: int = 0
+    """Leading frames from another world (a prompt switch): context only, never a target."""
 
 
 def prompt_of(scene: Scene) -> str:
@@ -61,7 +79,7 @@ def to_pixels(x: Tensor) -> np.ndarray:
 
 
 class ClipSampler:
-    """Endless seeded stream of (frames [F, 3, S, S] in [-1, 1], prompt)."""
+    """Endless seeded stream of `Clip`s."""
 
     def __init__(self, cfg: ClipConfig, seed: int) -> None:
         self.cfg = cfg
@@ -71,24 +89,38 @@ class ClipSampler:
         c = self.cfg
         return WorldConfig.preset("simple", seed=seed, shapes=c.shapes, max_objects=c.max_objects)
 
-    def sample(self) -> tuple[Tensor, str]:
+    def scenes(self, n: int, may_be_stale: bool) -> list[Scene]:
+        """`n` consecutive scenes of a new world from a random moment; with `may_be_stale`, the first
+        is taken from earlier with probability `sink_gap_p`."""
         c, rng = self.cfg, self.rng
         world = World(self.world_config(rng.randrange(2**31)))
         for _ in range(rng.randint(0, c.max_start)):
             world.step()
         world.step()
-        first = world.state()
-        if rng.random() < c.sink_gap_p:
+        scenes = [world.state()]
+        if may_be_stale and rng.random() < c.sink_gap_p:
             for _ in range(rng.randint(1, c.max_sink_gap)):
                 world.step()
-        scenes = [first]
-        for _ in range(c.frames - 1):
+        for _ in range(n - 1):
             world.step()
             scenes.append(world.state())
-        frames = torch.stack([to_tensor(render(s, c.size, c.size)) for s in scenes])
-        return frames, prompt_of(scenes[1] if len(scenes) > 1 else first)
+        return scenes
 
-    def batch(self, n: int) -> tuple[Tensor, list[str]]:
-        """[n, F, 3, S, S] and n prompts."""
+    def sample(self) -> Clip:
+        c, rng = self.cfg, self.rng
+        context = 0
+        if c.switch_p > 0 and c.frames > c.switch_step and rng.random() < c.switch_p:
+            context = c.switch_step * rng.randint(1, (c.frames - 1) // c.switch_step)
+        if context:  # another world's frames, then the prompted world's
+            scenes = self.scenes(context, True) + self.scenes(c.frames - context, False)
+        else:
+            scenes = self.scenes(c.frames, True)
+        frames = torch.stack([to_tensor(render(s, c.size, c.size)) for s in scenes])
+        # the prompt describes the second frame of the prompted part (the first may be stale)
+        return Clip(frames, prompt_of(scenes[min(context + 1, len(scenes) - 1)]), context)
+
+    def batch(self, n: int) -> tuple[Tensor, list[str], Tensor]:
+        """[n, F, 3, S, S], n prompts and [n] context frames (int64)."""
         clips = [self.sample() for _ in range(n)]
-        return torch.stack([c[0] for c in clips]), [c[1] for c in clips]
+        frames = torch.stack([c.frames for c in clips])
+        return frames, [c.prompt for c in clips], torch.tensor([c.context for c in clips])

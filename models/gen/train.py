@@ -4,8 +4,9 @@ Each step draws shapes-world clips (data.py), a block size (1 or 2 frames) and, 
 noise patterns: independent shifted noise levels per block (covers rolling-window and stream-batch
 ladders) or an autoregressive pattern (blocks before k clean, block k noisy, later blocks pure noise:
 the sequential block loop's regime). The DiT runs one dense forward under the block-causal frame mask;
-the loss is the MSE of the predicted clean frames over frames that carry noise. Weights are averaged (EMA) and the EMA copy is
-what gets saved. Reproducible: one seed drives the data, the noise and the initialisation.
+the loss is the MSE of the predicted clean frames over frames that carry noise. A prompt-switch clip
+(`ClipConfig.switch_p`) keeps its leading frames of another world clean, so they are context only.
+Weights are averaged (EMA) and the EMA copy is what gets saved. Reproducible: one seed drives the data, the noise and the initialisation.
 Owns: the training loop and its record. Does not know the streaming engine.
 """
 
@@ -63,18 +64,27 @@ class GenTrainConfig:
     clips: ClipConfig = field(default_factory=ClipConfig)
 
 
-def _noise_levels(
-    n_blocks: int, block: int, batch: int, ar_p: float, shift: float, g: torch.Generator
+def noise_levels(
+    n_blocks: int,
+    block: int,
+    batch: int,
+    ar_p: float,
+    shift: float,
+    g: torch.Generator,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-frame noise levels [batch, n_blocks * block] (0 = clean)."""
+    """Per-frame noise levels [batch, n_blocks * block] (0 = clean); the first `context[b]` frames of
+    clip b (a prompt switch's frames of another world) are clean, so they carry no loss."""
     u = shift_t(torch.rand(batch, n_blocks, generator=g), shift)  # independent per block
     ar = torch.rand(batch, generator=g) < ar_p
     k = torch.randint(0, n_blocks, (batch,), generator=g)
     idx = torch.arange(n_blocks)
     t_k = u.gather(1, k[:, None])
     ar_t = torch.where(idx < k[:, None], 0.0, torch.where(idx == k[:, None], t_k, 1.0))
-    t = torch.where(ar[:, None], ar_t, u)
-    return t.repeat_interleave(block, dim=1)
+    t = torch.where(ar[:, None], ar_t, u).repeat_interleave(block, dim=1)
+    if context is not None:
+        t = t.masked_fill(torch.arange(t.shape[1]) < context[:, None], 0.0)
+    return t
 
 
 def train(cfg: GenTrainConfig, out: Path, *, progress: bool = True) -> GenModel:
@@ -110,11 +120,11 @@ def train(cfg: GenTrainConfig, out: Path, *, progress: bool = True) -> GenModel:
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * (0.55 + 0.45 * math.cos(math.pi * step / cfg.steps))
         for group in opt.param_groups:
             group["lr"] = lr
-        x0, prompts = batches.get()  # x0: [B, F, 3, H, W]
+        x0, prompts, context = batches.get()  # x0: [B, F, 3, H, W]; context: [B] frames of another world
         block = cfg.block_sizes[int(torch.randint(len(cfg.block_sizes), (1,), generator=g))]
         n_blocks = n_frames // block
         x0 = x0[:, : n_blocks * block]
-        t = _noise_levels(n_blocks, block, cfg.batch, cfg.ar_pattern_p, cfg.shift, g)  # [B, F]
+        t = noise_levels(n_blocks, block, cfg.batch, cfg.ar_pattern_p, cfg.shift, g, context)  # [B, F]
         eps = torch.randn(x0.shape, generator=g)
         ctx = DenseContext(grid, torch.arange(x0.shape[1]), block_causal_mask([block] * n_blocks))
         text = model.encode_prompts(prompts)  # [B, L, d]
@@ -158,9 +168,13 @@ def object_weights(x0: torch.Tensor, weight: float) -> torch.Tensor:
     return 1.0 + (weight - 1.0) * near
 
 
-def _prefetch(sampler: ClipSampler, batch: int, steps: int) -> queue.Queue[tuple[torch.Tensor, list[str]]]:
+Batch = tuple[torch.Tensor, list[str], torch.Tensor]
+"""A `ClipSampler.batch`: clips, prompts, context frames."""
+
+
+def _prefetch(sampler: ClipSampler, batch: int, steps: int) -> queue.Queue[Batch]:
     """Render batches in a thread, two ahead (bounded queue; the producer blocks, nothing is dropped)."""
-    q: queue.Queue[tuple[torch.Tensor, list[str]]] = queue.Queue(maxsize=2)
+    q: queue.Queue[Batch] = queue.Queue(maxsize=2)
 
     def produce() -> None:
         for _ in range(steps):

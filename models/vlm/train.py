@@ -102,6 +102,9 @@ class TrainConfig:
     """Language-model layer of that head (-1: the last)."""
     rope_theta: float = 100.0
     """RoPE base of the language model (sets the new model's config)."""
+    init: str = ""
+    """A model directory to start from (its weights; fresh optimiser and schedule), e.g. the shipped
+    model for a fine-tuning phase with other windows or question rates; "" = random weights."""
     warmup: int = 50
     weight_decay: float = 0.01
     seed: int = 0
@@ -152,14 +155,22 @@ class GroundingHeads(torch.nn.Module):
         return out
 
 
-def init_run(out: Path, seed: int, rope_theta: float = 10000.0) -> None:
-    """Write a fresh model directory (tokenizer, config, random weights, streamrt.json)."""
+def init_run(out: Path, seed: int, rope_theta: float = 10000.0, init: str = "") -> None:
+    """Write a fresh model directory (tokenizer, config, streamrt.json; random weights, or those of
+    the model directory `init`, which must share the built-in tokenizer)."""
     from transformers import Qwen2VLForConditionalGeneration
 
     tok = build_tokenizer()
     ids = {t: tok.convert_tokens_to_ids(t) for t in tok.all_special_tokens}
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(build_config(len(tok), ids, rope_theta))
+    if init:
+        model = Qwen2VLForConditionalGeneration.from_pretrained(init)
+        if model.config.text_config.vocab_size != len(tok):
+            raise ValueError(
+                f"{init}: vocabulary of {model.config.text_config.vocab_size}, not the built-in {len(tok)}"
+            )
+    else:
+        model = Qwen2VLForConditionalGeneration(build_config(len(tok), ids, rope_theta))
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
@@ -360,7 +371,7 @@ def train(out: Path, cfg: TrainConfig, resume: bool = True) -> dict[str, float]:
     torch.set_num_threads(cfg.threads)
     ckpt_path = out / "checkpoint.pt"
     if not (resume and ckpt_path.is_file()):
-        init_run(out, cfg.seed, cfg.rope_theta)
+        init_run(out, cfg.seed, cfg.rope_theta, cfg.init)
     adapter = load_adapter(str(out))
     assert isinstance(adapter, Qwen2VLAdapter)
     model = adapter.model.train()

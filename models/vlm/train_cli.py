@@ -44,6 +44,7 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--aux-weight", "aux_weight", "weight of the per-patch grounding losses"),
     ("--lr", "lr", "peak learning rate"),
     ("--vision-lr-scale", "vision_lr_scale", "vision tower learning-rate factor"),
+    ("--init", "init", "start from this model directory's weights (default: random weights)"),
     ("--seed", "seed", "seed of weights and data"),
     ("--threads", "threads", "torch threads"),
     ("--checkpoint-every", "checkpoint_every", "steps between checkpoints"),
@@ -63,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             metavar=flag[2:].upper().replace("-", "_"),
             type=type(default),
             default=default,
-            help=f"{text} (default {default:g})",
+            help=text if default == "" else f"{text} (default {default:g})",
         )
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUT has a checkpoint")
 

@@ -37,9 +37,9 @@ def test_detector_on_ground_truth_renders() -> None:
     sampler = ClipSampler(ClipConfig(frames=3, sink_gap_p=0.0), seed=11)
     found = shaped = n = 0
     for _ in range(60):
-        x, prompt = sampler.sample()
-        _, colour, shape, *_ = prompt.split()
-        rep = score(list(to_pixels(x)), colour, shape)
+        clip = sampler.sample()
+        _, colour, shape, *_ = clip.prompt.split()
+        rep = score(list(to_pixels(clip.frames)), colour, shape)
         found += rep.colour_rate * rep.frames
         shaped += rep.shape_rate * rep.frames
         n += rep.frames

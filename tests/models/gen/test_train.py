@@ -1,8 +1,11 @@
-"""Training of the built-in generator: the object-weighted loss mask and continued training.
+"""Training of the built-in generator: the object-weighted loss mask, prompt-switch clips and
+continued training.
 
 Oracles: the object mask is checked against a frame whose object pixels are known (a square drawn
-on a flat background); a continued run starts from exactly the given checkpoint's weights (a run of
-zero learning rate keeps them bit for bit) and records where it came from.
+on a flat background); a prompt-switch clip's prompted part is judged by the colour-segmentation
+detector (which scores >= 95% on plain renders) and its context frames are clean; a continued run
+starts from exactly the given checkpoint's weights (a run of zero learning rate keeps them bit for
+bit) and records where it came from.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import dataclasses
 
 import pytest
 import torch
-from streamrt.models.gen.data import ClipConfig
+from streamrt.models.gen.data import ClipConfig, ClipSampler, to_pixels
 from streamrt.models.gen.dit import GenModelConfig
 from streamrt.models.gen.model import GenCheckpointError, GenModel
-from streamrt.models.gen.train import GenTrainConfig, object_weights, train
+from streamrt.models.gen.train import GenTrainConfig, noise_levels, object_weights, train
+
+from streamrt.gen.quality import score
 
 
 def test_object_weights_cover_the_object_and_a_two_pixel_margin() -> None:
@@ -80,3 +85,38 @@ def test_prompt_dropout_trains_the_empty_prompt_and_guidance_round_trips(tmp_pat
     guided.save(tmp_path / "c")
     assert GenModel.load(tmp_path / "c").spec.guidance == 3.5
     assert GenModel.load(tmp_path / "b").spec.guidance == 1.0
+
+
+def test_prompt_switch_clips_show_the_prompt_only_after_their_context() -> None:
+    cfg = ClipConfig(frames=8, sink_gap_p=0.0, switch_p=1.0)
+    sampler = ClipSampler(cfg, seed=5)
+    after = before = n = 0.0
+    for _ in range(40):
+        clip = sampler.sample()
+        assert clip.context in (2, 4, 6) and clip.frames.shape == (8, 3, 64, 64)
+        _, colour, shape, *_ = clip.prompt.split()
+        rep = score(list(to_pixels(clip.frames[clip.context :])), colour, shape)
+        after += rep.colour_rate * rep.shape_rate
+        old = score(list(to_pixels(clip.frames[: clip.context])), colour, shape)
+        before += old.colour_rate * old.shape_rate
+        n += 1
+    assert after / n >= 0.9  # the prompt describes the frames after the switch
+    assert before / n <= 0.3  # and, but for chance, not the other world's before it
+    plain = ClipSampler(dataclasses.replace(cfg, switch_p=0.0), seed=5)
+    assert all(plain.sample().context == 0 for _ in range(10))
+
+
+def test_switch_context_frames_are_clean_and_carry_no_loss() -> None:
+    g = torch.Generator().manual_seed(0)
+    context = torch.tensor([0, 2, 4, 6])
+    t = noise_levels(4, 2, 4, 0.0, 3.0, g, context)  # [4, 8], independent levels per block
+    for b, c in enumerate(context.tolist()):
+        assert torch.all(t[b, :c] == 0) and torch.all(t[b, c:] > 0)  # the loss covers frames with t > 0
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(noise_levels(4, 2, 4, 0.0, 3.0, g)[1:, 6:], t[1:, 6:])  # later frames unchanged
+
+
+def test_switch_training_runs_and_is_recorded(tmp_path) -> None:
+    cfg = _tiny_cfg(clips=ClipConfig(frames=4, size=16, max_start=4, switch_p=0.5))
+    train(cfg, tmp_path / "a", progress=False)
+    assert GenModel.load(tmp_path / "a").spec.train["config"]["clips"]["switch_p"] == 0.5

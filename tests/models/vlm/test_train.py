@@ -1,5 +1,6 @@
 """Training: seeded and resumable. Two steps in one run equal one step, a stop, and a resumed
-second step, bit for bit; the run directory loads as a model at once."""
+second step, bit for bit; the run directory loads as a model at once; a run started from another
+model (`init`) starts from exactly its weights."""
 
 from __future__ import annotations
 
@@ -24,3 +25,13 @@ def test_resume_is_exact(tmp_path):
     fresh = TrainConfig(steps=0, **cfg)
     train(tmp_path / "c", fresh)
     assert any(not torch.equal(a[k], v) for k, v in _weights(tmp_path / "c").items())
+
+
+def test_init_starts_from_the_given_model(tmp_path):
+    cfg = dict(batch=1, chunks_per_seq=2, windows_per_world=1, checkpoint_every=1, threads=1)
+    train(tmp_path / "a", TrainConfig(steps=1, **cfg))
+    train(tmp_path / "b", TrainConfig(steps=0, init=str(tmp_path / "a"), seed=3, **cfg))
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    train(tmp_path / "b", TrainConfig(steps=1, init=str(tmp_path / "a"), seed=3, **cfg))  # resumes b
+    assert any(not torch.equal(a[k], v) for k, v in _weights(tmp_path / "b").items())
