@@ -46,7 +46,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--switch", action="append", default=[], metavar="SEC:PROMPT", help="change the prompt at SEC seconds"
     )
     p.add_argument(
-        "--hard-cut", action="store_true", help="prompt switches forget the cache instead of re-encoding it"
+        "--prompt-switch",
+        choices=("recache", "hard-cut"),
+        help="what a prompt switch does with the cache: re-encode the kept frames under the new prompt "
+        "(recache) or forget them (hard-cut); default: what the model's checkpoint names "
+        "(the built-in model: hard-cut, see assets/gen/README.md)",
     )
     p.add_argument("--input", type=Path, help="video-to-video: restyle this video's frames")
     p.add_argument(
@@ -103,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
         over["steps"] = args.steps
     if args.guidance is not None:
         over["guidance"] = args.guidance
-    if args.hard_cut:
-        over["prompt_switch"] = "hard_cut"
+    if args.prompt_switch:
+        over["prompt_switch"] = args.prompt_switch.replace("-", "_")
     if args.strength is not None:
         over["v2v_strength"] = args.strength
     if args.input:
