@@ -96,9 +96,9 @@ def test_prompt_switch_clips_show_the_prompt_only_after_their_context() -> None:
         assert clip.context in (2, 4, 6) and clip.frames.shape == (8, 3, 64, 64)
         _, colour, shape, *_ = clip.prompt.split()
         rep = score(list(to_pixels(clip.frames[clip.context :])), colour, shape)
-        after += rep.colour_rate * rep.shape_rate
+        after += rep.shape_rate  # colour and shape
         old = score(list(to_pixels(clip.frames[: clip.context])), colour, shape)
-        before += old.colour_rate * old.shape_rate
+        before += old.shape_rate
         n += 1
     assert after / n >= 0.9  # the prompt describes the frames after the switch
     assert before / n <= 0.3  # and, but for chance, not the other world's before it
