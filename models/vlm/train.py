@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from streamrt.kernels import token_drop
 from streamrt.models.vlm.builtin import (
     EOS,
     RENDER_SIZE,
@@ -102,6 +103,11 @@ class TrainConfig:
     """Language-model layer of that head (-1: the last)."""
     rope_theta: float = 100.0
     """RoPE base of the language model (sets the new model's config)."""
+    drop_p: float = 0.0
+    """Share of windows trained through the engine's differential token drop (`drop_tokens`): the
+    engine drops by default, so the model should know chunks that show only what changed."""
+    drop_threshold: float = 0.9
+    """Its similarity threshold (the engine's default `EngineConfig.drop_threshold`)."""
     init: str = ""
     """A model directory to start from (its weights; fresh optimiser and schedule), e.g. the shipped
     model for a fine-tuning phase with other windows or question rates; "" = random weights."""
@@ -279,14 +285,68 @@ class Forward:
     ref_words: torch.Tensor  # [Q, 2]
 
 
+def drop_tokens(
+    seq: Sequence, vis: torch.Tensor, video_id: int, threshold: float, merge: int = 1
+) -> tuple[Sequence, torch.Tensor]:
+    """The window as the engine's differential token drop leaves it (`streamrt.kernels.token_drop`, as
+    `engine.encoder.ChunkEncoder` calls it): in every chunk after the window's first, the visual tokens
+    whose features are more similar than `threshold` to the same token of the previous chunk's last
+    frame are removed, with their targets; every other token keeps its position and its labels. An
+    attention target left without a visual token is removed too.
+
+    vis: [N, D] this window's visual features (chunk order). Returns the window and the kept rows of vis.
+    """
+    keep = torch.zeros(len(vis), dtype=torch.bool)
+    prev: torch.Tensor | None = None  # [h*w, D] last frame of the previous chunk
+    start = 0
+    for gt, gh, gw in seq.grids:
+        n = gt * (gh // merge) * (gw // merge)  # this chunk's visual tokens
+        feats = vis[start : start + n].detach().reshape(gt, n // gt, -1)  # [t, h*w, D]
+        keep[start + token_drop(feats, prev, threshold=threshold).cpu()] = True
+        prev, start = feats[-1], start + n
+    row = torch.ones(len(seq.ids), dtype=torch.bool)
+    row[seq.ids == video_id] = keep  # visual tokens appear in the sequence in chunk order
+    new = torch.cumsum(row, 0) - 1  # old index -> new index of the rows kept
+    ref_mask = seq.ref_mask[:, row]
+    shown = ref_mask.any(1)  # attention targets whose objects' tokens were all dropped go
+    dropped = Sequence(
+        seq.ids[row],
+        seq.labels[row],  # a dropped visual token never precedes one of the model's own tokens
+        seq.answer[row],
+        seq.positions[:, row],
+        seq.patches,
+        seq.grids,
+        seq.targets[keep],
+        new[seq.ref_pos[shown]],  # <vision_end> and question tokens: never dropped
+        ref_mask[shown],
+        seq.ref_words[shown],
+    )
+    return dropped, vis[keep.to(vis.device)]
+
+
 def forward(
-    adapter: Qwen2VLAdapter, seqs: list[Sequence], aux_layer: int = 1, attn_layer: int | None = None
+    adapter: Qwen2VLAdapter,
+    seqs: list[Sequence],
+    aux_layer: int = 1,
+    attn_layer: int | None = None,
+    drop: list[bool] | None = None,
+    threshold: float = 0.9,
 ) -> Forward:
     """Pad `seqs` into one batch and run the model once (see `Forward`). With `attn_layer`, the
-    model must run eager attention: head 0 of that layer is read at each question's last token."""
+    model must run eager attention: head 0 of that layer is read at each question's last token.
+    `drop[b]`: window b goes through the engine's differential token drop at `threshold` first."""
     model = adapter.model
     pad_id = adapter.special.pad_id
     video_id = adapter.token_id(VIDEO_PAD)
+    dev = adapter.device
+    grid = torch.tensor([g for s in seqs for g in s.grids], device=dev)
+    vis = model.model.visual(torch.cat([s.patches for s in seqs]).to(dev), grid_thw=grid).pooler_output
+    if drop is not None and any(drop):
+        parts = [
+            drop_tokens(s, v, video_id, threshold, adapter.merge) if d else (s, v)
+            for s, v, d in zip(seqs, vis.split([len(s.targets) for s in seqs]), drop, strict=True)
+        ]
+        seqs, vis = [p[0] for p in parts], torch.cat([p[1] for p in parts])
     L = max(len(s.ids) for s in seqs)
     ids = torch.full((len(seqs), L), pad_id)
     labels = torch.full((len(seqs), L), IGNORE)
@@ -296,9 +356,6 @@ def forward(
         n = len(s.ids)
         ids[b, :n], labels[b, :n], answer[b, :n], pos[:, b, :n] = s.ids, s.labels, s.answer, s.positions
         pos[:, b, n:] = s.positions[:, -1:] + torch.arange(1, L - n + 1)  # padding after the end (masked)
-    dev = adapter.device
-    grid = torch.tensor([g for s in seqs for g in s.grids], device=dev)
-    vis = model.model.visual(torch.cat([s.patches for s in seqs]).to(dev), grid_thw=grid).pooler_output
     x = model.model.language_model.embed_tokens(ids.to(dev))  # [B, L, D]
     is_vis = (ids == video_id).to(dev)
     x = x.masked_scatter(is_vis[..., None], vis.to(x.dtype))
@@ -418,7 +475,18 @@ def train(out: Path, cfg: TrainConfig, resume: bool = True) -> dict[str, float]:
         seqs = batches(step)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg) * g["scale"]
-        fw = forward(adapter, seqs, cfg.aux_layer, attn_layer if cfg.attn_weight > 0 else None)
+        drop = None
+        if cfg.drop_p > 0:  # a function of (seed, step), like the data: resuming stays exact
+            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+            drop = (torch.rand(len(seqs), generator=g) < cfg.drop_p).tolist()
+        fw = forward(
+            adapter,
+            seqs,
+            cfg.aux_layer,
+            attn_layer if cfg.attn_weight > 0 else None,
+            drop,
+            cfg.drop_threshold,
+        )
         said, answered = fw.labels.masked_fill(fw.answer, IGNORE), fw.labels.masked_fill(~fw.answer, IGNORE)
         losses = {
             k: F.cross_entropy(fw.logits.flatten(0, 1), lab.flatten(), ignore_index=IGNORE)

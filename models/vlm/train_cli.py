@@ -44,6 +44,8 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--aux-weight", "aux_weight", "weight of the per-patch grounding losses"),
     ("--lr", "lr", "peak learning rate"),
     ("--vision-lr-scale", "vision_lr_scale", "vision tower learning-rate factor"),
+    ("--drop-p", "drop_p", "share of windows trained through the engine's token drop"),
+    ("--drop-threshold", "drop_threshold", "similarity threshold of that drop"),
     ("--init", "init", "start from this model directory's weights (default: random weights)"),
     ("--seed", "seed", "seed of weights and data"),
     ("--threads", "threads", "torch threads"),

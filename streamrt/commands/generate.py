@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=("recache", "hard-cut"),
         help="what a prompt switch does with the cache: re-encode the kept frames under the new prompt "
         "(recache) or forget them (hard-cut); default: what the model's checkpoint names "
-        "(the built-in model: hard-cut, see assets/gen/README.md)",
+        "(the built-in model: recache)",
     )
     p.add_argument("--input", type=Path, help="video-to-video: restyle this video's frames")
     p.add_argument(

@@ -1,5 +1,5 @@
 """`streamrt generate`: a switch follows --prompt-switch, else the checkpoint's own mode (the built-in
-model names a hard cut); the file holds every frame (read back with PyAV)."""
+model names recache); the file holds every frame (read back with PyAV)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _counters(out: str) -> dict[str, int]:
     return ast.literal_eval(line.removeprefix("counters:").strip())
 
 
-@pytest.mark.parametrize(("flag", "recaches", "cuts"), [([], 0, 1), (["--prompt-switch", "recache"], 1, 0)])
+@pytest.mark.parametrize(("flag", "recaches", "cuts"), [([], 1, 0), (["--prompt-switch", "hard-cut"], 0, 1)])
 def test_prompt_switch_mode(tmp_path, capsys, flag, recaches, cuts) -> None:
     out = tmp_path / "sw.mp4"
     argv = ["generate", "--prompt", "a red circle", "--switch", "1:a blue square", "--seconds", "2"]

@@ -1,6 +1,8 @@
 """The built-in model's definition: the word-level tokenizer round-trips the shapes-world language
 (the parser recovers every event from decoded ids), and the training layout (one batched forward
-over a whole window) gives the same logits as the streaming adapter path through the StreamCache."""
+over a whole window) gives the same logits as the streaming adapter path through the StreamCache,
+also when training drops tokens as the engine's differential token drop does (the oracle is the
+engine's own `ChunkEncoder`)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,12 @@ import random
 import pytest
 import torch
 from streamrt.models.vlm import load_adapter
-from streamrt.models.vlm.builtin import EOS, SILENCE, build_tokenizer, corpus
+from streamrt.models.vlm.builtin import EOS, SILENCE, VIDEO_PAD, build_tokenizer, corpus
 from streamrt.models.vlm.shapes_data import stream_chunks, world_config
-from streamrt.models.vlm.train import forward, init_run, lay_out
+from streamrt.models.vlm.train import drop_tokens, forward, init_run, lay_out
 
+from streamrt.engine.encoder import ChunkEncoder
+from streamrt.engine.types import Chunk, SampledFrame
 from streamrt.synth import World, WorldConfig, describe, mention, parse, questions
 
 
@@ -43,7 +47,8 @@ def random_builtin(tmp_path_factory):
     return load_adapter(str(out))
 
 
-def test_training_layout_equals_streaming_path(random_builtin):
+@pytest.mark.parametrize("drop", [False, True])
+def test_training_layout_equals_streaming_path(random_builtin, drop):
     a = random_builtin
     cfg = world_config(7)
     samples = list(
@@ -56,16 +61,30 @@ def test_training_layout_equals_streaming_path(random_builtin):
     )
     assert any(s.qas for s in samples) and any(s.events for s in samples)
     seq = lay_out(a, samples)
+    pad = a.token_id(VIDEO_PAD)
     with torch.no_grad():
-        logits = forward(a, [seq]).logits[0]
-    skip = {a.token_id("<vision_start>"), a.token_id("<video_pad>")}
-    want = torch.stack([logits[i] for i, t in enumerate(seq.ids.tolist()) if t not in skip])
+        if drop:  # the window's ids after the drop (forward below drops the same tokens)
+            grid = torch.tensor(seq.grids)
+            vis = a.model.model.visual(seq.patches, grid_thw=grid).pooler_output  # [4 * 40, D]
+            ids = drop_tokens(seq, vis, pad, 0.9, a.merge)[0].ids
+            assert 40 < int((ids == pad).sum()) < 4 * 40  # the static background went, not every token
+        else:
+            ids = seq.ids
+        logits = forward(a, [seq], drop=[drop], threshold=0.9).logits[0]  # [L, V]
+    assert len(logits) == len(ids)
+    skip = {a.token_id("<vision_start>"), pad}
+    want = torch.stack([logits[i] for i, t in enumerate(ids.tolist()) if t not in skip])
 
+    encoder = ChunkEncoder(a, 0.9 if drop else None, None)  # the engine's encoder and token drop
     cache = a.new_cache()
     got = [a.forward_text(cache, a.system_ids(), kind="system")]
     eos, silence = a.token_id(EOS), a.token_id(SILENCE)
-    for s in samples:
-        got.append(a.prefill_vision(cache, a.encode_chunk(s.frames, s.times))[None])
+    for i, s in enumerate(samples):
+        frames = tuple(
+            SampledFrame(f, t, 0.0, 2 * i + j) for j, (f, t) in enumerate(zip(s.frames, s.times, strict=True))
+        )
+        enc = encoder.encode(Chunk(i, frames, s.times[0], s.times[-1] + 0.5, 0.0, 1.0))
+        got.append(a.prefill_vision(cache, enc.vision, enc.kept)[None])
         said = [silence] if s.commentary is None else a.encode(s.commentary) + [eos]
         got.append(a.forward_text(cache, said, kind="assistant"))
         for qa in s.qas:
