@@ -4,7 +4,10 @@ For every prompt of a fixed set (each colour with each of circle / square / tria
 with a motion phrase), a fresh stream (sequential schedule, 3 steps, first block 8) generates frames;
 `streamrt.gen.quality` finds the prompted colour's largest blob and reads its shape. Figures: share of
 frames with the prompted colour, with colour and shape, and colour-and-shape per prompted shape
-(circle is flattered: any round blob reads as a circle). Cases: the built-in model (baseline) and,
+(circle is flattered: any round blob reads as a circle). Prompt switches: for each pair of `SWITCHES`
+the old prompt runs 16 frames, then the new one `frames` more, once under KV-recache and once after a
+hard cut; the frames after the switch are judged against the new prompt (switch_<mode>_colour_rate,
+switch_<mode>_shape_rate). Cases: the built-in model (baseline) and,
 when the environment variable STREAMRT_BENCH_GEN_MODEL names a checkpoint folder, that model too.
 The scores are deterministic (seeded); the harness's repeats only time the run, so use
 `--repeats 1 --warmup 0`. Full: 30 prompts x 32 frames; quick: 10 prompts x 24 frames.
@@ -19,6 +22,13 @@ from streamrt.bench.harness import Bench, register
 MODEL_ENV = "STREAMRT_BENCH_GEN_MODEL"
 SHAPES = ("circle", "square", "triangle")
 MOTIONS = ("left", "right", "up", "down", "up left", "down right")
+SWITCHES = (
+    ("a red circle", "a blue square"),
+    ("a green triangle", "a yellow circle"),
+    ("a white square", "a pink triangle"),
+    ("a blue circle moving left", "an orange square"),
+)
+"""(old prompt, new prompt): every shape changes, and every colour; quick runs the first two."""
 
 
 def prompt_set(quick: bool) -> list[tuple[str, str, str]]:
@@ -35,8 +45,14 @@ def prompt_set(quick: bool) -> list[tuple[str, str, str]]:
     return out
 
 
-def adherence(model_dir: str | None, prompts: list[tuple[str, str, str]], frames: int) -> dict[str, float]:
-    """Colour / colour-and-shape rates of `frames` generated frames per prompt (None: built-in model)."""
+def adherence(
+    model_dir: str | None,
+    prompts: list[tuple[str, str, str]],
+    frames: int,
+    switches: tuple[tuple[str, str], ...] = SWITCHES,
+) -> dict[str, float]:
+    """Colour / colour-and-shape rates of `frames` generated frames per prompt, and after each prompt
+    switch under both switch modes (model_dir None: the built-in model)."""
     from streamrt.gen.config import GenEngineConfig
     from streamrt.gen.engine import GenEngine
     from streamrt.gen.quality import score
@@ -55,6 +71,16 @@ def adherence(model_dir: str | None, prompts: list[tuple[str, str, str]], frames
     n = len(prompts)
     figures = {"colour_rate": colour / n, "colour_shape_rate": shape / n}
     figures |= {f"{s}_rate": sum(v) / len(v) for s, v in per_shape.items() if v}
+    for mode in ("recache", "hard_cut"):
+        colour = shape = 0.0
+        for seed, (old, new) in enumerate(switches):
+            eng = GenEngine(model, GenEngineConfig.preset("quality", seed=seed, prompt_switch=mode))
+            after = [t.frame.pixels for t in generate(eng, 16 + frames, {0: old, 16: new})][16:]
+            _, c, s, *_ = new.split()
+            rep = score(after, c, s)
+            colour += rep.colour_rate / len(switches)
+            shape += rep.shape_rate / len(switches)
+        figures |= {f"switch_{mode}_colour_rate": colour, f"switch_{mode}_shape_rate": shape}
     return figures
 
 
@@ -62,21 +88,23 @@ def adherence(model_dir: str | None, prompts: list[tuple[str, str, str]], frames
 def bench_gen_quality(bench: Bench) -> None:
     prompts = prompt_set(bench.quick)
     frames = 24 if bench.quick else 32
+    switches = SWITCHES[:2] if bench.quick else SWITCHES
     other = os.environ.get(MODEL_ENV)
     bench.config = {
         "prompts": [p for p, _, _ in prompts],
         "frames_per_prompt": frames,
+        "switches": [f"{a} -> {b}" for a, b in switches],
         "engine": "preset quality (sequential, 3 steps, first block 8, seed 0, the model's guidance scale)",
         "candidate": other or "(none: set STREAMRT_BENCH_GEN_MODEL)",
     }
-    work = len(prompts) * frames
+    work = len(prompts) * frames + 2 * len(switches) * (16 + frames)  # frames generated
     bench.case(
         "built-in model",
-        lambda: adherence(None, prompts, frames),
+        lambda: adherence(None, prompts, frames, switches),
         work=work,
         unit="frames",
         baseline=True,
         note="scores are in the extra figures",
     )
     if other:
-        bench.case(other, lambda: adherence(other, prompts, frames), work=work, unit="frames")
+        bench.case(other, lambda: adherence(other, prompts, frames, switches), work=work, unit="frames")
