@@ -242,14 +242,18 @@ def evaluate(
     progress: bool = False,
     policy: ResponsePolicy | None = None,
     split: Split = "heldout",
+    drop_threshold: float | None = None,
 ) -> QualityReport:
     """Run the adapter over `chunks_per_stream` chunks of each seed and score it. `policy`: when to
     comment (None: greedy argmax; else the engine's rule, see module docstring). `split`: which side
-    of `TRAIN_SEED_BASE` the seeds must be on ("heldout" below, "train" at or above)."""
+    of `TRAIN_SEED_BASE` the seeds must be on ("heldout" below, "train" at or above).
+    `drop_threshold`: the engine's differential token drop at that threshold, as its encoder applies
+    it (None: every visual token kept)."""
     if split == "heldout" and any(s >= TRAIN_SEED_BASE for s in seeds):
         raise ValueError(f"held-out seeds must be below {TRAIN_SEED_BASE} (training seeds)")
     if split == "train" and any(s < TRAIN_SEED_BASE for s in seeds):
         raise ValueError(f"calibration seeds must be >= {TRAIN_SEED_BASE} (never the held-out ones)")
+    from streamrt.kernels import token_drop
     from tqdm import tqdm
 
     from streamrt.engine.encoder import frame_change
@@ -277,8 +281,11 @@ def evaluate(
             t = s.times[-1]
             vision = adapter.encode_chunk(s.frames, s.times)
             change = frame_change(vision.features, prev)  # features: [t, h*w, C]
+            kept = None
+            if drop_threshold is not None:
+                kept = token_drop(vision.features, prev, threshold=drop_threshold)  # [K]
             prev = vision.features[-1]
-            logits = adapter.prefill_vision(cache, vision)  # [V]
+            logits = adapter.prefill_vision(cache, vision, kept)  # [V]
             p_sil, sil_top = p_silence(adapter, logits)
             if policy is None:
                 ids = greedy(adapter, cache, logits, t)

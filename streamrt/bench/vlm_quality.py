@@ -5,9 +5,10 @@ vlm-quality: the model (the built-in one unless the environment variable STREAMR
 another path or hub id) runs over held-out seeds (below the training seed range, so never seen in
 training), chunk by chunk through a StreamCache, and is scored against the world's ground truth
 (`streamrt.models.vlm.evaluate`): event F1 (time-aligned and whole-stream), QA accuracy per question
-type, silence precision/recall. Two cases: "greedy" (speak unless silence is the argmax: the model
-card's historical figures) and "engine policy" (the response policy the engine's default preset uses
-for this model, `EngineConfig.for_model`; the config names it). The scores are deterministic; the
+type, silence precision/recall. Three cases: "greedy" (speak unless silence is the argmax: the model
+card's historical figures), "engine policy" (the response policy the engine's default preset uses
+for this model, `EngineConfig.for_model`; the config names it) and "engine policy + token drop" (that
+policy with the default preset's differential token drop, i.e. what `streamrt replay` runs). The scores are deterministic; the
 harness's repeats only time the run, so use `--repeats 1 --warmup 0`. Full: 10 streams x 60 chunks
 (10 minutes of stream); quick: 2 x 20.
 
@@ -73,7 +74,8 @@ def bench_vlm_quality(bench: Bench) -> None:
     from streamrt.models.vlm.evaluate import evaluate
 
     name, adapter = _adapter()
-    policy = EngineConfig.preset("default", model=adapter).response
+    engine = EngineConfig.preset("default", model=adapter)
+    policy, drop = engine.response, engine.drop_threshold
     seeds, chunks = ([0, 1], 20) if bench.quick else (list(range(10)), 60)
     bench.config = {
         "model": name,
@@ -85,6 +87,7 @@ def bench_vlm_quality(bench: Bench) -> None:
         "decoding": "greedy",
         "greedy case": "speak unless silence is the argmax (plain greedy decoding)",
         "engine policy case": repr(policy),
+        "token drop case": f"the engine policy and differential token drop at {drop}",
     }
     bench.case(
         "greedy",
@@ -100,6 +103,13 @@ def bench_vlm_quality(bench: Bench) -> None:
         work=len(seeds) * chunks,
         unit="chunks",
         note=f"when to speak: {policy!r} (the engine's default preset for this model)",
+    )
+    bench.case(
+        "engine policy + token drop",
+        lambda: evaluate(adapter, seeds, chunks, policy=policy, drop_threshold=drop).figures(),
+        work=len(seeds) * chunks,
+        unit="chunks",
+        note=f"as the engine's default: that policy and differential token drop at {drop}",
     )
 
 

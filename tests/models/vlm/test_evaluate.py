@@ -129,9 +129,10 @@ def test_argmax_policy_decides_like_greedy(builtin):
     assert [c.p_silence for c in policy_run.trace] == [c.p_silence for c in greedy_run.trace]
 
 
-def test_policy_scoring_follows_the_engine(builtin):
-    """Oracle: the engine itself. The same world frames through `StreamRun` (no token drop, plain
-    greedy, deadlines never cut, the evaluator's retention) under the same scene-change policy give
+@pytest.mark.parametrize("drop", [None, 0.9])
+def test_policy_scoring_follows_the_engine(builtin, drop):
+    """Oracle: the engine itself. The same world frames through `StreamRun` (plain greedy, deadlines
+    never cut, the evaluator's retention, token drop as given) under the same scene-change policy give
     the same speak/silent decision, P(silence) and commentary per chunk as `evaluate`'s loop."""
     import itertools
 
@@ -142,12 +143,12 @@ def test_policy_scoring_follows_the_engine(builtin):
     from streamrt.synth import World, parse
 
     seed, n, policy = 5, 8, SceneChange(2e-4)
-    rep = evaluate(builtin, [seed], n, question_rate=0.0, policy=policy)
+    rep = evaluate(builtin, [seed], n, question_rate=0.0, policy=policy, drop_threshold=drop)
     cfg = world_config(seed)
     frames = World(cfg).frames(cfg.width, cfg.height, stride=round(cfg.fps / builtin.fps))
     engine = EngineConfig.preset(
         "exact",
-        drop_threshold=None,
+        drop_threshold=drop,
         spec=None,
         response=policy,
         max_commentary_tokens=96,
