@@ -6,7 +6,8 @@ ladders) or an autoregressive pattern (blocks before k clean, block k noisy, lat
 the sequential block loop's regime). The DiT runs one dense forward under the block-causal frame mask;
 the loss is the MSE of the predicted clean frames over frames that carry noise. A prompt-switch clip
 (`ClipConfig.switch_p`) keeps its leading frames of another world clean, so they are context only.
-Weights are averaged (EMA) and the EMA copy is what gets saved. Reproducible: one seed drives the data, the noise and the initialisation.
+Weights are averaged (EMA) and the EMA copy is what gets saved. Reproducible: one seed drives the
+data, the noise and the initialisation.
 Owns: the training loop and its record. Does not know the streaming engine.
 """
 

@@ -15,9 +15,9 @@ boundaries as user turns), with a StreamCache that evicts by the given retention
 
 When to speak after a chunk: with `policy=None` plain greedy decoding decides (the model speaks unless
 silence is the argmax: the figures of the model card); with an engine `ResponsePolicy` the decision
-is the engine's (`streamrt.engine.Session`): the policy reads P(silence), the scene change
-(`frame_change`, as the engine's encoder computes it, without token drop) and the time of the last
-commentary; a commentary starts from the greedy token with silence excluded, and a silent chunk
+is the engine's (`streamrt.engine.Session`): the policy reads P(silence), the scene change (from
+the engine's own `ChunkEncoder`, which also applies the token drop when one is asked for) and the
+time of the last commentary; a commentary starts from the greedy token with silence excluded, and a silent chunk
 puts the silence token in the cache. Every chunk's signal and outcome is kept in `QualityReport.trace`
 (`ChunkTrace`), so one run also gives the open-loop silence precision/recall of any threshold
 (`threshold_table`).
@@ -253,17 +253,17 @@ def evaluate(
         raise ValueError(f"held-out seeds must be below {TRAIN_SEED_BASE} (training seeds)")
     if split == "train" and any(s < TRAIN_SEED_BASE for s in seeds):
         raise ValueError(f"calibration seeds must be >= {TRAIN_SEED_BASE} (never the held-out ones)")
-    from streamrt.kernels import token_drop
     from tqdm import tqdm
 
-    from streamrt.engine.encoder import frame_change
+    from streamrt.engine.encoder import ChunkEncoder
     from streamrt.engine.policy import Signal
+    from streamrt.engine.types import Chunk, SampledFrame
 
     retention = retention or RetentionPolicy(sink_tokens=0, text_window=256, vision_chunks=8)
     rep = QualityReport()
     bar = tqdm(total=len(seeds) * chunks_per_stream, desc="vlm-quality", unit="chunk", disable=not progress)
     for seed in seeds:
-        prev: torch.Tensor | None = None  # [h*w, C] last frame features of the previous chunk
+        encoder = ChunkEncoder(adapter, drop_threshold, None)  # the engine's: scene change and token drop
         last_spoke: float | None = None
         cfg = world_config(seed)
         cache = adapter.new_cache(StreamCacheConfig(capacity=capacity, retention=retention))
@@ -279,13 +279,12 @@ def evaluate(
         for _ in range(chunks_per_stream):
             s = next(stream)
             t = s.times[-1]
-            vision = adapter.encode_chunk(s.frames, s.times)
-            change = frame_change(vision.features, prev)  # features: [t, h*w, C]
-            kept = None
-            if drop_threshold is not None:
-                kept = token_drop(vision.features, prev, threshold=drop_threshold)  # [K]
-            prev = vision.features[-1]
-            logits = adapter.prefill_vision(cache, vision, kept)  # [V]
+            frames = tuple(
+                SampledFrame(f, ft, 0.0, i) for i, (f, ft) in enumerate(zip(s.frames, s.times, strict=True))
+            )
+            enc = encoder.encode(Chunk(rep.chunks, frames, s.times[0], t, 0.0, float("inf")))  # no clock
+            change = enc.change
+            logits = adapter.prefill_vision(cache, enc.vision, enc.kept)  # [V]
             p_sil, sil_top = p_silence(adapter, logits)
             if policy is None:
                 ids = greedy(adapter, cache, logits, t)

@@ -277,7 +277,7 @@ class Forward:
     logits: torch.Tensor  # [B, L, V] fp32
     labels: torch.Tensor  # [B, L]
     answer: torch.Tensor  # [B, L] bool
-    vis: torch.Tensor  # [N, Dv] vision tower output of every visual token, batch order
+    vis: torch.Tensor  # [N, Dv] vision tower output of every kept visual token, batch order
     hid: torch.Tensor  # [N, Dt] LM hidden state after layer `aux_layer` at the same tokens
     targets: torch.Tensor  # [N, 4] per-token grounding targets
     ref_mass: torch.Tensor | None  # [Q] attention mass of the probed head on each question's objects

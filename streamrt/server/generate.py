@@ -3,7 +3,7 @@
 Two sources, chosen in hello (`input`): "none" (text-to-video, paced ticks: each step emits one block
 of `block_frames` frames at the engine's fps) or "video" (video-to-video: each input frame is resized to
 the model's frame size and restyled by `GenEngine.transform`). The prompt switches at any time, by
-the model's switch mode (KV-recache unless its checkpoint names a hard cut, as the built-in one does);
+the model's switch mode (KV-recache unless its checkpoint names a hard cut; the built-in one recaches);
 `steps` and `strength` change at any time; the rest is fixed at hello. The degrade ladder is
 streamrt.gen's `DegradeLadder`, fed by `observe` and stepped down by the scheduler through `degrade`.
 Sessions of the sequential presets with equal block shapes and noise schedules batch across sessions
