@@ -22,6 +22,14 @@ puts the silence token in the cache. Every chunk's signal and outcome is kept in
 (`ChunkTrace`), so one run also gives the open-loop silence precision/recall of any threshold
 (`threshold_table`).
 
+Open loop (`follow=`): the run scores its own response after every chunk and question, compares it
+with a reference run's (the same seeds and chunks, recorded in `QualityReport.responses`), then puts
+the REFERENCE's response in the cache in place of its own (a cache snapshot is restored first), so
+every chunk sees the reference's text history. The agreement figures then measure what one change
+(e.g. the token drop) does to one chunk's output, without the divergence of two closed loops whose
+histories part after one different word. The reference's tokens enter as one prefill instead of one
+decode step each: the same positions and values, up to float rounding.
+
 Seeds: `split="heldout"` (scoring) takes only seeds below `TRAIN_SEED_BASE`; `split="train"`
 (calibrating a policy) only seeds at or above it, so a policy is never tuned on the held-out streams.
 
@@ -37,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 import torch
-from streamrt.cache import HFStreamCache, RetentionPolicy, StreamCacheConfig
+from streamrt.cache import CacheSnapshot, HFStreamCache, RetentionPolicy, StreamCacheConfig
 from streamrt.models.vlm.base import VLMAdapter
 from streamrt.models.vlm.shapes_data import TRAIN_SEED_BASE, stream_chunks, world_config
 
@@ -68,6 +76,14 @@ class ChunkTrace:
     """The model said something after the chunk."""
 
 
+@dataclass(frozen=True, slots=True)
+class Response:
+    """One response: the ids said (before the closing token) and every id it put in the cache."""
+
+    said: tuple[int, ...]
+    written: tuple[int, ...]
+
+
 @dataclass(slots=True)
 class QualityReport:
     """Counts accumulated over held-out streams; properties give the scores."""
@@ -85,6 +101,13 @@ class QualityReport:
     """(time, said, truth) of the first chunks, for the model card."""
     trace: list[ChunkTrace] = field(default_factory=list)
     """Every chunk's signal and outcome, in stream order."""
+    responses: list[Response] = field(default_factory=list)
+    """Every response in stream order (per chunk its commentary or silence, then per question its
+    answer): what a `follow=` run replays as the history."""
+    agreement: Counter[str] = field(default_factory=Counter)
+    """Open-loop counts against the followed run (empty otherwise): reference mentions, how many of
+    them this run said in the same chunk, chunks, same speak/silent decision, identical commentary,
+    questions, identical answers."""
 
     @property
     def event_f1_stream(self) -> tuple[float, float, float]:
@@ -132,12 +155,19 @@ class QualityReport:
         for q in QTYPES:
             out[f"qa_{q}"] = self.qa_accuracy(q)
             out[f"qa_{q}_n"] = float(self.qa_total[q])
+        a = self.agreement
+        if a:
+            out["events_unchanged_share"] = a["mentions_kept"] / a["mentions"] if a["mentions"] else 0.0
+            out["reference_events"] = float(a["mentions"])
+            out["decisions_agree_share"] = a["decisions_agree"] / a["chunks"]
+            out["chunks_identical_share"] = a["chunks_identical"] / a["chunks"]
+            out["answers_identical_share"] = a["answers_identical"] / a["answers"] if a["answers"] else 0.0
         return out
 
 
-def greedy(adapter: VLMAdapter, cache: HFStreamCache, logits: torch.Tensor, t: float) -> list[int]:
+def greedy(adapter: VLMAdapter, cache: HFStreamCache, logits: torch.Tensor, t: float) -> Response:
     """Greedy-decode from `logits` until a stop id or the silence token (max MAX_NEW_TOKENS); the
-    generated ids and the closing token all enter the cache. Returns the ids before the closing one."""
+    generated ids and the closing tokens all enter the cache."""
     sp = adapter.special
     ends = set(sp.stop_ids) | ({sp.silence_id} if sp.silence_id is not None else set())
     out: list[int] = []
@@ -145,18 +175,18 @@ def greedy(adapter: VLMAdapter, cache: HFStreamCache, logits: torch.Tensor, t: f
     while tok not in ends and len(out) < MAX_NEW_TOKENS:
         out.append(tok)
         tok = int(adapter.decode_step(cache, tok, timestamp=t).argmax())
-    close = [tok if tok in ends else sp.eos_id] + (adapter.turn_end_ids() if tok != sp.silence_id else [])
+    end = tok if tok in ends else sp.eos_id
+    close = [end] + (adapter.turn_end_ids() if end != sp.silence_id else [])
     adapter.prefill_text(cache, close, kind="assistant", timestamp=t)
-    return out
+    return Response(tuple(out), tuple(out + close))
 
 
 def respond(
     adapter: VLMAdapter, cache: HFStreamCache, logits: torch.Tensor, t: float, speak: bool
-) -> list[int]:
+) -> Response:
     """The engine's response after a chunk once its policy decided (`Session.process`): when `speak`,
     greedy decoding from the best token other than silence (silent after all if that is a stop
-    token); when silent, the silence token enters the cache (nothing, for a model without one).
-    Returns the commentary's ids (empty when silent)."""
+    token); when silent, the silence token enters the cache (nothing, for a model without one)."""
     sp = adapter.special
     if speak:
         if sp.silence_id is not None:
@@ -167,7 +197,8 @@ def respond(
         return greedy(adapter, cache, logits, t)
     if sp.silence_id is not None:
         adapter.prefill_text(cache, [sp.silence_id], kind="assistant", timestamp=t)
-    return []
+        return Response((), (sp.silence_id,))
+    return Response((), ())
 
 
 def p_silence(adapter: VLMAdapter, logits: torch.Tensor) -> tuple[float, bool]:
@@ -243,12 +274,14 @@ def evaluate(
     policy: ResponsePolicy | None = None,
     split: Split = "heldout",
     drop_threshold: float | None = None,
+    follow: QualityReport | None = None,
 ) -> QualityReport:
     """Run the adapter over `chunks_per_stream` chunks of each seed and score it. `policy`: when to
     comment (None: greedy argmax; else the engine's rule, see module docstring). `split`: which side
     of `TRAIN_SEED_BASE` the seeds must be on ("heldout" below, "train" at or above).
     `drop_threshold`: the engine's differential token drop at that threshold, as its encoder applies
-    it (None: every visual token kept)."""
+    it (None: every visual token kept). `follow`: a reference run's report over the same seeds and
+    chunks; this run then keeps the reference's history and counts its agreement (module docstring)."""
     if split == "heldout" and any(s >= TRAIN_SEED_BASE for s in seeds):
         raise ValueError(f"held-out seeds must be below {TRAIN_SEED_BASE} (training seeds)")
     if split == "train" and any(s < TRAIN_SEED_BASE for s in seeds):
@@ -261,6 +294,7 @@ def evaluate(
 
     retention = retention or RetentionPolicy(sink_tokens=0, text_window=256, vision_chunks=8)
     rep = QualityReport()
+    history = iter(follow.responses) if follow is not None else None
     bar = tqdm(total=len(seeds) * chunks_per_stream, desc="vlm-quality", unit="chunk", disable=not progress)
     for seed in seeds:
         encoder = ChunkEncoder(adapter, drop_threshold, None)  # the engine's: scene change and token drop
@@ -286,13 +320,17 @@ def evaluate(
             change = enc.change
             logits = adapter.prefill_vision(cache, enc.vision, enc.kept)  # [V]
             p_sil, sil_top = p_silence(adapter, logits)
+            before = cache.store.snapshot() if history is not None else None
             if policy is None:
-                ids = greedy(adapter, cache, logits, t)
+                r = greedy(adapter, cache, logits, t)
             else:
                 speak = policy.decide(Signal(t, p_sil, change, last_spoke, sil_top)) is not None
-                ids = respond(adapter, cache, logits, t, speak)
-            said = adapter.decode(ids)
-            last_spoke = t if said.strip() else last_spoke
+                r = respond(adapter, cache, logits, t, speak)
+            said = adapter.decode(list(r.said))
+            if history is not None:
+                r = _follow(adapter, cache, before, next(history), r, t, rep.agreement, chunk=True)
+            rep.responses.append(r)
+            last_spoke = t if adapter.decode(list(r.said)).strip() else last_spoke
             rep.trace.append(ChunkTrace(seed, t, p_sil, change, len(s.events), bool(said.strip())))
             pred, truth = parse(said), [mention(e) for e in s.events]
             rep.chunks += 1
@@ -307,9 +345,47 @@ def evaluate(
                 rep.examples.append((t, said, s.commentary or ""))
             for qa in s.qas:
                 logits = adapter.prefill_text(cache, adapter.user_ids(qa.question), kind="user", timestamp=t)
-                got = adapter.decode(greedy(adapter, cache, logits, t))
+                before = cache.store.snapshot() if history is not None else None
+                r = greedy(adapter, cache, logits, t)
+                got = adapter.decode(list(r.said))
+                if history is not None:
+                    r = _follow(adapter, cache, before, next(history), r, t, rep.agreement, chunk=False)
+                rep.responses.append(r)
                 rep.qa_total[qa.qtype] += 1
                 rep.qa_right[qa.qtype] += answer_correct(got, qa.answer, qa.qtype)
             bar.update(1)
     bar.close()
+    if history is not None and next(history, None) is not None:
+        raise ValueError("follow: the reference run covered more chunks or questions than this one")
     return rep
+
+
+def _follow(
+    adapter: VLMAdapter,
+    cache: HFStreamCache,
+    before: CacheSnapshot,
+    ref: Response,
+    own: Response,
+    t: float,
+    counts: Counter[str],
+    chunk: bool,
+) -> Response:
+    """Count how `own` agrees with the reference response `ref`, then rewind the cache to `before` and
+    put `ref` there instead; returns `ref`, now this run's history."""
+    if chunk:
+        theirs, mine = (
+            Counter(parse(adapter.decode(list(ref.said)))),
+            Counter(parse(adapter.decode(list(own.said)))),
+        )
+        counts["mentions"] += sum(theirs.values())
+        counts["mentions_kept"] += sum((theirs & mine).values())
+        counts["chunks"] += 1
+        counts["decisions_agree"] += bool(ref.said) == bool(own.said)
+        counts["chunks_identical"] += ref == own
+    else:
+        counts["answers"] += 1
+        counts["answers_identical"] += ref.said == own.said
+    cache.store.restore(before)
+    if ref.written:
+        adapter.prefill_text(cache, list(ref.written), kind="assistant", timestamp=t)
+    return ref

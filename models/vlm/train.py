@@ -108,6 +108,11 @@ class TrainConfig:
     engine drops by default, so the model should know chunks that show only what changed."""
     drop_threshold: float = 0.9
     """Its similarity threshold (the engine's default `EngineConfig.drop_threshold`)."""
+    drop_consistency: float = 0.0
+    """Weight of the drop-consistency loss: on the windows sent through the drop, the KL divergence
+    from the model's own next-token distributions on the same window without drop (computed without
+    gradient) to those with drop, at every position the model speaks at. Trains the engine's
+    "events unchanged with drop" directly; 0: off."""
     init: str = ""
     """A model directory to start from (its weights; fresh optimiser and schedule), e.g. the shipped
     model for a fine-tuning phase with other windows or question rates; "" = random weights."""
@@ -383,6 +388,24 @@ def forward(
     return Forward(logits, labels.to(dev), answer.to(dev), vis, hid, targets, ref_mass, ref_hid, ref_words)
 
 
+def drop_consistency(
+    adapter: Qwen2VLAdapter, seqs: list[Sequence], drop: list[bool], fw: Forward, aux_layer: int
+) -> torch.Tensor:
+    """Mean KL(p_full || p_drop) over the labelled positions of the dropped windows: p_full from a
+    forward of those windows without drop (no gradient: the target), p_drop from `fw` (the step's
+    forward, `drop` applied). A drop removes visual tokens only, so the labelled positions of a window
+    are the same text tokens in the same order with and without it."""
+    full_seqs = [s for s, d in zip(seqs, drop, strict=True) if d]
+    with torch.no_grad():
+        full = forward(adapter, full_seqs, aux_layer)
+    rows = torch.tensor(drop, device=fw.logits.device)
+    p_full = full.logits[full.labels != IGNORE]  # [N, V]
+    q_drop = fw.logits[rows][fw.labels[rows] != IGNORE]  # [N, V], the same tokens in the same order
+    return F.kl_div(
+        F.log_softmax(q_drop, -1), F.log_softmax(p_full, -1), log_target=True, reduction="batchmean"
+    )
+
+
 class Batches:
     """Deterministic windows: batch of step s depends only on (seed, s)."""
 
@@ -496,8 +519,10 @@ def train(out: Path, cfg: TrainConfig, resume: bool = True) -> dict[str, float]:
             losses |= heads.losses(fw)
         if fw.ref_mass is not None and len(fw.ref_mass):
             losses["at"] = -torch.log(fw.ref_mass.clamp_min(1e-6)).mean()
-        loss = losses["lm"] + cfg.answer_weight * losses["qa"]
-        loss = loss + cfg.aux_weight * sum(v for k, v in losses.items() if k not in ("lm", "qa", "at"))
+        if cfg.drop_consistency > 0 and drop is not None and any(drop):
+            losses["dc"] = drop_consistency(adapter, seqs, drop, fw, cfg.aux_layer)
+        loss = losses["lm"] + cfg.answer_weight * losses["qa"] + cfg.drop_consistency * losses.get("dc", 0.0)
+        loss = loss + cfg.aux_weight * sum(v for k, v in losses.items() if k not in ("lm", "qa", "at", "dc"))
         loss = loss + cfg.attn_weight * losses.get("at", 0.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()

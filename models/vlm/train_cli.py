@@ -27,7 +27,7 @@ examples:
   streamrt train vlm --out runs/vlm
   streamrt train vlm --out runs/vlm --steps 10000 --chunks 4 --questions 3
   streamrt train vlm --out runs/smoke --steps 50                  # a quick smoke run
-  STREAMRT_BENCH_MODEL=runs/vlm streamrt bench vlm-quality --repeats 1 --warmup 0   # score it
+  STREAMRT_BENCH_VLM_MODEL=runs/vlm streamrt bench vlm-quality --repeats 1 --warmup 0   # score it
 """
 
 
@@ -46,6 +46,7 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--vision-lr-scale", "vision_lr_scale", "vision tower learning-rate factor"),
     ("--drop-p", "drop_p", "share of windows trained through the engine's token drop"),
     ("--drop-threshold", "drop_threshold", "similarity threshold of that drop"),
+    ("--drop-consistency", "drop_consistency", "weight of the KL from the no-drop output on dropped windows"),
     ("--init", "init", "start from this model directory's weights (default: random weights)"),
     ("--seed", "seed", "seed of weights and data"),
     ("--threads", "threads", "torch threads"),

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from streamrt.bench.harness import Bench, register
-from streamrt.bench.vlm_quality import parse_policy
+from streamrt.bench.vlm_quality import MODEL_ENV, parse_policy
 from streamrt.engine import ChunkDone, EngineConfig, ResponseEnd, SilenceArgmax, StreamRun
 from streamrt.engine.stats import percentile
 from streamrt.synth import SynthFrame, World, WorldConfig, parse
@@ -54,7 +54,7 @@ def load_model():
     built-in model, else its architecture with random weights."""
     from streamrt.models.vlm import AdapterError, load_adapter
 
-    chosen = os.environ.get("STREAMRT_BENCH_VLM_MODEL")
+    chosen = os.environ.get(MODEL_ENV)
     if chosen:
         return load_adapter(chosen), chosen
     try:

@@ -14,7 +14,7 @@ import torch
 from streamrt.models.vlm import load_adapter
 from streamrt.models.vlm.builtin import EOS, SILENCE, VIDEO_PAD, build_tokenizer, corpus
 from streamrt.models.vlm.shapes_data import stream_chunks, world_config
-from streamrt.models.vlm.train import drop_tokens, forward, init_run, lay_out
+from streamrt.models.vlm.train import drop_consistency, drop_tokens, forward, init_run, lay_out
 
 from streamrt.engine.encoder import ChunkEncoder
 from streamrt.engine.types import Chunk, SampledFrame
@@ -120,3 +120,52 @@ def test_labels_cover_only_model_turns(random_builtin):
         for qa in s.qas:
             expected += a.encode(qa.answer) + [a.token_id(EOS)]
     assert targets == expected
+
+
+def test_drop_consistency_is_the_kl_to_the_undropped_output(random_builtin):
+    """The loss equals KL(p_full || p_drop) computed position by position from two plain forwards
+    (the i-th labelled position of one with the i-th of the other), is 0 when the drop keeps every token,
+    and sends gradient only through the dropped forward."""
+    a = random_builtin
+    samples = list(
+        itertools.islice(
+            stream_chunks(
+                world_config(7),
+                fps=2.0,
+                frames_per_chunk=2,
+                render_size=(90, 160),
+                question_rate=0.7,
+                qa_seed=1,
+            ),
+            4,
+        )
+    )
+    other = list(
+        itertools.islice(
+            stream_chunks(
+                world_config(8),
+                fps=2.0,
+                frames_per_chunk=2,
+                render_size=(90, 160),
+                question_rate=0.5,
+                qa_seed=2,
+            ),
+            3,
+        )
+    )
+    seqs, drop = [lay_out(a, samples), lay_out(a, other)], [True, False]
+    fw = forward(a, seqs, drop=drop, threshold=0.9)
+    loss = drop_consistency(a, seqs, drop, fw, 1)
+    with torch.no_grad():
+        full = forward(a, seqs[:1]).logits[0]  # [L, V] window 0 without drop
+        part = forward(a, seqs[:1], drop=[True], threshold=0.9).logits[0]  # [L', V] with drop
+    p = torch.log_softmax(full[seqs[0].labels != -100], -1)
+    q = torch.log_softmax(part[fw.labels[0, : len(part)] != -100], -1)  # fw pads window 0 at its end
+    want = (p.exp() * (p - q)).sum(-1).mean()
+    torch.testing.assert_close(loss.detach(), want, atol=1e-5, rtol=1e-4)
+    assert float(loss.detach()) > 0
+    loss.backward()
+    assert a.model.lm_head.weight.grad is not None and a.model.lm_head.weight.grad.abs().sum() > 0
+    a.model.zero_grad(set_to_none=True)
+    keep_all = forward(a, seqs, drop=drop, threshold=1.5)  # cosine never exceeds 1.5: nothing dropped
+    assert float(drop_consistency(a, seqs, drop, keep_all, 1)) == pytest.approx(0.0, abs=1e-6)

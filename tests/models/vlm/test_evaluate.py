@@ -167,3 +167,40 @@ def test_policy_scoring_follows_the_engine(builtin, drop):
     engine_mentions = [m for c in done for m in parse(said.get(c.t_end, ""))]
     assert engine_mentions == rep.said_mentions
     assert 0 < sum(c.spoke for c in done) < n  # the policy both spoke and kept silent here
+
+
+def test_following_itself_agrees_everywhere(builtin):
+    """Open loop against an identical run: the history replayed (one prefill per response instead of
+    one decode step per token) leaves every chunk's output and answer as the reference's, so every
+    agreement figure is 1 and the scores are the reference's."""
+    ref = evaluate(builtin, [6], 8, question_rate=0.5, policy=SilenceThreshold(0.5))
+    run = evaluate(builtin, [6], 8, question_rate=0.5, policy=SilenceThreshold(0.5), follow=ref)
+    f, g = run.figures(), ref.figures()
+    assert run.agreement["chunks"] == 8 and run.agreement["answers"] == sum(ref.qa_total.values()) > 0
+    assert f["decisions_agree_share"] == f["chunks_identical_share"] == f["answers_identical_share"] == 1.0
+    assert f["events_unchanged_share"] == 1.0 and f["reference_events"] == len(ref.said_mentions) > 0
+    assert run.said_mentions == ref.said_mentions and run.qa_right == ref.qa_right
+    assert run.responses == ref.responses
+    assert "events_unchanged_share" not in g  # a closed-loop run has no agreement figures
+
+
+def test_following_counts_disagreement(builtin):
+    """A run that never speaks, following a scene-change policy: it agrees exactly on the chunks the
+    reference kept silent (same decision, same silence token) and keeps none of its events; it
+    answers in the reference's history, so its answers are the reference's."""
+    from streamrt.engine import SceneChange
+
+    ref = evaluate(builtin, [5], 8, question_rate=0.5, policy=SceneChange(2e-4))
+    run = evaluate(builtin, [5], 8, question_rate=0.5, policy=SilenceThreshold(0.0), follow=ref)
+    silent = sum(not c.spoke for c in ref.trace)
+    assert 0 < silent < 8  # the reference both spoke and kept silent here
+    f = run.figures()
+    assert f["decisions_agree_share"] == f["chunks_identical_share"] == pytest.approx(silent / 8)
+    assert f["events_unchanged_share"] == 0.0 and f["reference_events"] == len(ref.said_mentions)
+    assert f["answers_identical_share"] == 1.0 and run.said_mentions == []
+
+
+def test_following_a_different_stream_is_refused(builtin):
+    ref = evaluate(builtin, [6], 3, question_rate=0.0)
+    with pytest.raises(ValueError):
+        evaluate(builtin, [6], 2, question_rate=0.0, follow=ref)
