@@ -15,7 +15,11 @@ first and the last window, share of visual tokens dropped overall and on still s
 frames are all inside a still period), and agreement with the no-drop run: the share of its
 commentary events (parsed with the shapes-world grammar, per chunk) that the drop run says in the
 same chunk (and how many events that is), the share of chunks where the response policy made the
-same speak/silent decision, and the share of chunks whose whole output is identical.
+same speak/silent decision, and the share of chunks whose whole output is identical. These compare
+two closed loops: after one different word the two runs read different histories. The case "token
+drop T, open loop" isolates the drop: the same world and policy through `evaluate`'s loop (the
+engine's encoder and policy, checked against `StreamRun` in tests), the drop run kept on the no-drop
+run's text history (`follow=`), so each chunk's output differs only by the tokens dropped in it.
 When to speak: the model's calibrated response policy (the engine's default, `EngineConfig.for_model`)
 unless $STREAMRT_BENCH_VLM_POLICY gives another as a spec ("greedy", "silence:T", "change:C", joined
 with "&": see `streamrt bench vlm-calibrate`); the config names the policy used.
@@ -172,3 +176,24 @@ def bench_vlm_stream(bench: Bench) -> None:
             unit="frames",
             note="agreement figures compare with the no-drop run of the same repeat",
         )
+        bench.case(
+            f"token drop {thr:g}, open loop",
+            lambda thr=thr: open_loop(adapter, policy, round(seconds * fps / fpc), thr),
+            work=frames,
+            unit="frames",
+            note="per chunk against the no-drop output on its text history; the time is two evaluation passes, not a speed",
+        )
+
+
+def open_loop(adapter, policy, chunks: int, threshold: float) -> dict[str, float]:
+    """Agreement of the drop run with the no-drop run on the bench's world when both read the no-drop
+    run's history (`evaluate(..., follow=)`); no questions, as in the engine cases."""
+    from streamrt.models.vlm.evaluate import evaluate
+
+    ref = evaluate(adapter, [SEED], chunks, question_rate=0.0, policy=policy, capacity=4096)
+    run = evaluate(
+        adapter, [SEED], chunks, question_rate=0.0, policy=policy, drop_threshold=threshold, follow=ref
+    )
+    f = run.figures()
+    keys = ("events_unchanged_share", "reference_events", "decisions_agree_share", "chunks_identical_share")
+    return {k: f[k] for k in keys}

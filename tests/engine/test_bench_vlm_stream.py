@@ -1,5 +1,5 @@
 """`streamrt bench vlm-stream` is registered; its quick run (slow test) reports every figure, with the
-no-drop run as baseline and the agreement figures on the token-drop case."""
+no-drop run as baseline, the agreement figures on the token-drop case and on its open-loop twin."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_registered():
 @pytest.mark.slow
 def test_quick_run_reports_every_figure():
     res = run_benchmark("vlm-stream", quick=True, repeats=1, warmup=0)
-    base, drop = res.cases
+    base, drop, open_loop = res.cases
     assert base.baseline and base.name == "no drop"
     for c in (base, drop):
         for k in (
@@ -34,3 +34,6 @@ def test_quick_run_reports_every_figure():
     assert 0.0 <= drop.extra["decisions_agree_share"].median <= 1.0
     assert drop.extra["reference_events"].median >= 0.0
     assert "calibrated default" in str(res.config["response_policy"])
+    assert open_loop.name == "token drop 0.9, open loop"
+    assert 0.0 <= open_loop.extra["events_unchanged_share"].median <= 1.0
+    assert open_loop.extra["reference_events"].median > 0
