@@ -47,18 +47,24 @@ def random_builtin(tmp_path_factory):
     return load_adapter(str(out))
 
 
+def _samples(seed: int, n: int, question_rate: float, qa_seed: int, **kw) -> list:
+    """The first n chunks of a world as training samples (90x160 frames)."""
+    stream = stream_chunks(
+        world_config(seed),
+        fps=2.0,
+        frames_per_chunk=2,
+        render_size=(90, 160),
+        question_rate=question_rate,
+        qa_seed=qa_seed,
+        **kw,
+    )
+    return list(itertools.islice(stream, n))
+
+
 @pytest.mark.parametrize("drop", [False, True])
 def test_training_layout_equals_streaming_path(random_builtin, drop):
     a = random_builtin
-    cfg = world_config(7)
-    samples = list(
-        itertools.islice(
-            stream_chunks(
-                cfg, fps=2.0, frames_per_chunk=2, render_size=(90, 160), question_rate=0.7, qa_seed=1
-            ),
-            4,
-        )
-    )
+    samples = _samples(7, 4, question_rate=0.7, qa_seed=1)
     assert any(s.qas for s in samples) and any(s.events for s in samples)
     seq = lay_out(a, samples)
     pad = a.token_id(VIDEO_PAD)
@@ -95,20 +101,7 @@ def test_training_layout_equals_streaming_path(random_builtin, drop):
 
 def test_labels_cover_only_model_turns(random_builtin):
     a = random_builtin
-    samples = list(
-        itertools.islice(
-            stream_chunks(
-                world_config(3),
-                fps=2.0,
-                frames_per_chunk=2,
-                render_size=(90, 160),
-                question_rate=1.0,
-                qa_seed=2,
-                questions_per_chunk=3,
-            ),
-            2,
-        )
-    )
+    samples = _samples(3, 2, question_rate=1.0, qa_seed=2, questions_per_chunk=3)
     seq = lay_out(a, samples)
     targets = seq.labels[seq.labels != -100].tolist()
     expected = []
@@ -127,32 +120,8 @@ def test_drop_consistency_is_the_kl_to_the_undropped_output(random_builtin):
     (the i-th labelled position of one with the i-th of the other), is 0 when the drop keeps every token,
     and sends gradient only through the dropped forward."""
     a = random_builtin
-    samples = list(
-        itertools.islice(
-            stream_chunks(
-                world_config(7),
-                fps=2.0,
-                frames_per_chunk=2,
-                render_size=(90, 160),
-                question_rate=0.7,
-                qa_seed=1,
-            ),
-            4,
-        )
-    )
-    other = list(
-        itertools.islice(
-            stream_chunks(
-                world_config(8),
-                fps=2.0,
-                frames_per_chunk=2,
-                render_size=(90, 160),
-                question_rate=0.5,
-                qa_seed=2,
-            ),
-            3,
-        )
-    )
+    samples = _samples(7, 4, question_rate=0.7, qa_seed=1)
+    other = _samples(8, 3, question_rate=0.5, qa_seed=2)
     seqs, drop = [lay_out(a, samples), lay_out(a, other)], [True, False]
     fw = forward(a, seqs, drop=drop, threshold=0.9)
     loss = drop_consistency(a, seqs, drop, fw, 1)
