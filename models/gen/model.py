@@ -46,6 +46,9 @@ class GenSpec:
     """How a prompt switch treats the cache by default for this model: "recache" (the kept frames are
     re-encoded under the new prompt) or "hard_cut" (for a model that keeps drawing what its cache shows
     instead of following the new prompt). Chosen by measurement, like `guidance`."""
+    sampler: str = "euler"
+    """The denoise step the model samples with by default ("euler" or "renoise", see
+    `GenEngineConfig.sampler`). Chosen by measurement, like `guidance`."""
 
 
 class GenModel(nn.Module):
@@ -84,7 +87,13 @@ class GenModel(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         s = self.spec
         cfg = {"model": s.model.to_dict(), "vocab": list(s.vocab), "height": s.height, "width": s.width}
-        cfg |= {"shift": s.shift, "guidance": s.guidance, "prompt_switch": s.prompt_switch, "train": s.train}
+        cfg |= {
+            "shift": s.shift,
+            "guidance": s.guidance,
+            "prompt_switch": s.prompt_switch,
+            "sampler": s.sampler,
+        }
+        cfg |= {"train": s.train}
         (folder / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         save_file(
             {k: v.detach().contiguous() for k, v in self.state_dict().items()},
@@ -110,10 +119,13 @@ class GenModel(nn.Module):
                 shift=float(d["shift"]),
                 guidance=float(d.get("guidance", 1.0)),
                 prompt_switch=str(d.get("prompt_switch", "recache")),
+                sampler=str(d.get("sampler", "euler")),
                 train=dict(d.get("train", {})),
             )
             if spec.prompt_switch not in ("recache", "hard_cut"):
                 raise ValueError(f"prompt_switch {spec.prompt_switch!r} is not recache or hard_cut")
+            if spec.sampler not in ("euler", "renoise"):
+                raise ValueError(f"sampler {spec.sampler!r} is not euler or renoise")
         except (KeyError, TypeError, ValueError) as e:
             raise GenCheckpointError(f"{cfg_path}: {e}") from e
         model = GenModel(spec)

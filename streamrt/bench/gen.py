@@ -2,9 +2,10 @@
 
 Baseline: the sequential sampler without a KV cache (each denoise step re-runs the model over the kept
 sink + window frames and the block: sliding-window recompute). Candidates, all with the built-in model
-and the FrameCache: sequential (3 steps, 2-frame blocks; with the model's guidance scale and without),
-rolling and stream-batch (3 steps, 1-frame blocks), sequential 1-step, video-to-video (shapes-world input, 1-frame blocks), and sequential at
-128x128. Each case rolls out a fresh stream; extra figures per case: time to first frame, per-frame
+and the FrameCache: sequential (the "quality" preset: 4 steps, 2-frame blocks; with the model's
+guidance scale and without), rolling and stream-batch (3 steps, 1-frame blocks), sequential 1-step,
+video-to-video (shapes-world input, 1-frame blocks), and sequential at 128x128; every case samples with
+the model's sampler (`GenSpec.sampler`). Each case rolls out a fresh stream; extra figures per case: time to first frame, per-frame
 latency p50/p99 (block entry to emission; v2v: input arrival to output), jitter (|diff latency|)
 p50/p99, and the p99 latency of the last part of the rollout over the first ("later/first").
 
@@ -24,11 +25,11 @@ import torch
 
 from streamrt.bench.harness import Bench, register
 from streamrt.gen.config import GenEngineConfig
-from streamrt.gen.engine import GenEngine
+from streamrt.gen.engine import GenEngine, advance
 from streamrt.gen.stream import Timed, generate, transform
 from streamrt.models.gen.data import to_tensor
 from streamrt.models.gen.dit import DenseContext, block_causal_mask
-from streamrt.models.gen.flow import step, timesteps
+from streamrt.models.gen.flow import timesteps
 from streamrt.models.gen.model import GenModel, load_builtin
 from streamrt.synth import World, WorldConfig
 
@@ -56,6 +57,7 @@ def _recompute(model: GenModel, cfg: GenEngineConfig, n: int) -> list[Timed]:
     from streamrt.gen.types import GenFrame
 
     g = torch.Generator().manual_seed(cfg.seed)
+    sampler = cfg.sampler or model.spec.sampler
     text = model.encode_prompts([PROMPT])
     grid = model.dit.grid(64, 64)
     b, kept, out, t0 = cfg.block_frames, [], [], time.perf_counter()
@@ -70,7 +72,10 @@ def _recompute(model: GenModel, cfg: GenEngineConfig, n: int) -> list[Timed]:
             dense = DenseContext(grid, torch.arange(c + b), mask)
             for i in range(len(ts) - 1):
                 t = torch.cat([torch.zeros(1, c), ts[i].expand(1, b)], dim=1)
-                x = step(x, model(torch.cat([ctx, x], dim=1), t, text, dense)[:, c:], ts[i], ts[i + 1])
+                x0 = model(torch.cat([ctx, x], dim=1), t, text, dense)[:, c:]
+                x = advance(
+                    sampler, x, x0, ts[i], ts[i + 1], lambda f: torch.randn(1, f, 3, 64, 64, generator=g)
+                )
             x = x.clamp(-1, 1)
             frames = [*torch.cat(kept, dim=1).unbind(1)] if kept else []
             frames += list(x.unbind(1))
@@ -89,13 +94,14 @@ def bench_gen(bench: Bench) -> None:
     n = 24 if bench.quick else 480  # frames per rollout (8 fps: 3 s quick, 1 minute full)
     split = max(8, n // 6)
     base = GenEngineConfig.preset("quality")
+    fast, rolling, batch = (GenEngineConfig.preset(p) for p in ("fast", "rolling", "stream_batch"))
     cases: dict[str, tuple[GenEngineConfig, int]] = {
-        "sequential 3-step 64x64": (base, 64),
-        "sequential 3-step 64x64, no guidance": (base.replace(guidance=1.0), 64),
-        "sequential 1-step 64x64": (GenEngineConfig.preset("fast"), 64),
-        "rolling 3-step 64x64": (GenEngineConfig.preset("rolling"), 64),
-        "stream-batch 3-step 64x64": (GenEngineConfig.preset("stream_batch"), 64),
-        "sequential 3-step 128x128": (base, 128),
+        f"sequential {base.steps}-step 64x64": (base, 64),
+        f"sequential {base.steps}-step 64x64, no guidance": (base.replace(guidance=1.0), 64),
+        f"sequential {fast.steps}-step 64x64": (fast, 64),
+        f"rolling {rolling.steps}-step 64x64": (rolling, 64),
+        f"stream-batch {batch.steps}-step 64x64": (batch, 64),
+        f"sequential {base.steps}-step 128x128": (base, 128),
     }
     bench.config = {
         "model": "built-in (streamrt.assets/gen)",
@@ -114,7 +120,7 @@ def bench_gen(bench: Bench) -> None:
         work=n,
         unit="frames",
         baseline=True,
-        note="sequential, 3 steps, no guidance",
+        note=f"sequential, {base.steps} steps, no guidance",
     )
 
     def rollout(cfg: GenEngineConfig, size: int, frames: int) -> dict[str, float]:
@@ -132,10 +138,16 @@ def bench_gen(bench: Bench) -> None:
         eng.set_prompt("a white circle")
         return _figures(list(transform(eng, iter(inputs))), split)
 
-    bench.case("video-to-video 3-step 64x64", v2v, work=n, unit="frames", note="strength 0.6, 1-frame blocks")
+    bench.case(
+        f"video-to-video {base.steps}-step 64x64",
+        v2v,
+        work=n,
+        unit="frames",
+        note="strength 0.6, 1-frame blocks",
+    )
     age, span = (48, 24) if bench.quick else (4320, 480)  # full: minute 10 vs minute 1 at 8 fps
     bench.case(
-        "sequential 3-step 64x64, aged vs fresh",
+        f"sequential {base.steps}-step 64x64, aged vs fresh",
         lambda: aged_vs_fresh(model, base, age, span),
         work=age + 2 * span,
         unit="frames",

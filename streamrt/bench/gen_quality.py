@@ -1,7 +1,8 @@
 """`streamrt bench gen-quality`: prompt adherence of a generator, judged by colour segmentation.
 
 For every prompt of a fixed set (each colour with each of circle / square / triangle, every other one
-with a motion phrase), a fresh stream (sequential schedule, 3 steps, first block 8) generates frames;
+with a motion phrase), a fresh stream (the "quality" preset: sequential, 4 steps, first block 8, the
+model's sampler) generates frames;
 `streamrt.gen.quality` finds the prompted colour's largest blob and reads its shape. Figures: share of
 frames with the prompted colour, with colour and shape, and colour-and-shape per prompted shape
 (circle is flattered: any round blob reads as a circle). Prompt switches: for each pair of `SWITCHES`
@@ -10,7 +11,9 @@ hard cut; the frames after the switch are judged against the new prompt (switch_
 switch_<mode>_shape_rate). Cases: the built-in model (baseline) and,
 when the environment variable STREAMRT_BENCH_GEN_MODEL names a checkpoint folder, that model too.
 The scores are deterministic (seeded); the harness's repeats only time the run, so use
-`--repeats 1 --warmup 0`. Full: 30 prompts x 32 frames; quick: 10 prompts x 24 frames.
+`--repeats 1 --warmup 0`. Full: 30 prompts x 3 noise seeds x 32 frames (a rollout's frames share its
+first block's decisions, so one seed per prompt leaves a standard error of about 6 points on 30
+prompts); quick: 10 prompts x 1 seed x 24 frames.
 """
 
 from __future__ import annotations
@@ -50,9 +53,11 @@ def adherence(
     prompts: list[tuple[str, str, str]],
     frames: int,
     switches: tuple[tuple[str, str], ...] = SWITCHES,
+    seeds: tuple[int, ...] = (0,),
 ) -> dict[str, float]:
-    """Colour / colour-and-shape rates of `frames` generated frames per prompt, and after each prompt
-    switch under both switch modes (model_dir None: the built-in model)."""
+    """Colour / colour-and-shape rates of `frames` generated frames per prompt and noise seed, and after
+    each prompt switch under both switch modes (model_dir None: the built-in model). A rollout's frames
+    share its first block's decisions, so the seeds, not the frames, make the sample."""
     from streamrt.gen.config import GenEngineConfig
     from streamrt.gen.engine import GenEngine
     from streamrt.gen.quality import score
@@ -62,24 +67,28 @@ def adherence(
     model = load_builtin() if model_dir is None else GenModel.load(model_dir)
     colour = shape = 0.0
     per_shape: dict[str, list[float]] = {s: [] for s in SHAPES}
-    for prompt, c, s in prompts:
-        eng = GenEngine(model, GenEngineConfig.preset("quality"))
-        rep = score([t.frame.pixels for t in generate(eng, frames, {0: prompt})], c, s)
-        colour += rep.colour_rate
-        shape += rep.shape_rate
-        per_shape[s].append(rep.shape_rate)
-    n = len(prompts)
+    for seed in seeds:
+        for prompt, c, s in prompts:
+            eng = GenEngine(model, GenEngineConfig.preset("quality", seed=seed))
+            rep = score([t.frame.pixels for t in generate(eng, frames, {0: prompt})], c, s)
+            colour += rep.colour_rate
+            shape += rep.shape_rate
+            per_shape[s].append(rep.shape_rate)
+    n = len(prompts) * len(seeds)
     figures = {"colour_rate": colour / n, "colour_shape_rate": shape / n}
     figures |= {f"{s}_rate": sum(v) / len(v) for s, v in per_shape.items() if v}
     for mode in ("recache", "hard_cut"):
         colour = shape = 0.0
-        for seed, (old, new) in enumerate(switches):
+        runs = [
+            (k + len(switches) * seed, old, new) for seed in seeds for k, (old, new) in enumerate(switches)
+        ]
+        for seed, old, new in runs:
             eng = GenEngine(model, GenEngineConfig.preset("quality", seed=seed, prompt_switch=mode))
             after = [t.frame.pixels for t in generate(eng, 16 + frames, {0: old, 16: new})][16:]
             _, c, s, *_ = new.split()
             rep = score(after, c, s)
-            colour += rep.colour_rate / len(switches)
-            shape += rep.shape_rate / len(switches)
+            colour += rep.colour_rate / len(runs)
+            shape += rep.shape_rate / len(runs)
         figures |= {f"switch_{mode}_colour_rate": colour, f"switch_{mode}_shape_rate": shape}
     return figures
 
@@ -89,22 +98,26 @@ def bench_gen_quality(bench: Bench) -> None:
     prompts = prompt_set(bench.quick)
     frames = 24 if bench.quick else 32
     switches = SWITCHES[:2] if bench.quick else SWITCHES
+    seeds = (0,) if bench.quick else (0, 1, 2)
     other = os.environ.get(MODEL_ENV)
     bench.config = {
         "prompts": [p for p, _, _ in prompts],
         "frames_per_prompt": frames,
         "switches": [f"{a} -> {b}" for a, b in switches],
-        "engine": "preset quality (sequential, 3 steps, first block 8, seed 0, the model's guidance scale)",
+        "seeds": list(seeds),
+        "engine": "preset quality (sequential, 4 steps, first block 8, seed 0, the model's guidance and sampler)",
         "candidate": other or "(none: set STREAMRT_BENCH_GEN_MODEL)",
     }
-    work = len(prompts) * frames + 2 * len(switches) * (16 + frames)  # frames generated
+    work = len(seeds) * (len(prompts) * frames + 2 * len(switches) * (16 + frames))  # frames generated
     bench.case(
         "built-in model",
-        lambda: adherence(None, prompts, frames, switches),
+        lambda: adherence(None, prompts, frames, switches, seeds),
         work=work,
         unit="frames",
         baseline=True,
         note="scores are in the extra figures",
     )
     if other:
-        bench.case(other, lambda: adherence(other, prompts, frames, switches), work=work, unit="frames")
+        bench.case(
+            other, lambda: adherence(other, prompts, frames, switches, seeds), work=work, unit="frames"
+        )

@@ -12,6 +12,8 @@ from typing import Literal
 
 Schedule = Literal["sequential", "stream_batch", "rolling"]
 PromptSwitch = Literal["recache", "hard_cut"]
+Sampler = Literal["euler", "renoise"]
+SAMPLERS: tuple[str, ...] = ("euler", "renoise")
 SCHEDULES: tuple[str, ...] = ("sequential", "stream_batch", "rolling")
 
 
@@ -31,7 +33,7 @@ class GenEngineConfig:
     """sequential: denoise one block, commit, next. stream_batch: the denoise steps of consecutive blocks
     run in one forward, each block seeing only the committed cache. rolling: one forward denoises a
     window of blocks at rising noise levels (each sees the less noisy ones); the oldest leaves clean."""
-    steps: int = 3
+    steps: int = 4
     """Denoise steps per block (1-4 for real time)."""
     first_block_steps: int = 8
     """Steps of the very first block (no context yet, nothing to copy from; sequential only)."""
@@ -59,6 +61,12 @@ class GenEngineConfig:
     guidance_frames: int | None = None
     """Guide only while fewer than this many frames are committed (the first blocks set the objects that
     later blocks keep from the cache); None: every block."""
+    sampler: Sampler | None = None
+    """How a denoise step moves from one noise level to the next, given the predicted clean frame x0:
+    "euler" follows the flow (x0 + t_next / t (x - x0): the same noise direction all the way down);
+    "renoise" mixes x0 with FRESH noise at the next level ((1 - t_next) x0 + t_next eps, the few-step
+    sampler of consistency / DMD-distilled models such as Self-Forcing and CausVid). Identical for one
+    step. None: the model's own default (`GenSpec.sampler`: euler unless its checkpoint names one)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -72,6 +80,8 @@ class GenEngineConfig:
             self.guidance_frames is not None and self.guidance_frames < 0
         ):
             raise GenConfigError(f"guidance {self.guidance} / guidance_frames {self.guidance_frames}")
+        if self.sampler is not None and self.sampler not in SAMPLERS:
+            raise GenConfigError(f"sampler {self.sampler!r} not in {SAMPLERS}")
         if not 0 < self.v2v_strength <= 1:
             raise GenConfigError(f"v2v_strength {self.v2v_strength} not in (0, 1]")
 
@@ -97,7 +107,7 @@ class GenEngineConfig:
 
     @staticmethod
     def preset(name: str, **overrides: object) -> GenEngineConfig:
-        """ "quality" (sequential, 3 steps), "fast" (sequential, 1 step), "rolling", "stream_batch"."""
+        """ "quality" (sequential, 4 steps), "fast" (sequential, 1 step), "rolling", "stream_batch"."""
         presets = {
             "quality": GenEngineConfig(),
             "fast": GenEngineConfig(steps=1, first_block_steps=4),

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +55,19 @@ class _InFlight:
     x: Tensor  # [1, b, C, H, W] current noisy state
     step: int  # Euler steps done
     born: float  # perf_counter when the block entered the pipeline
+
+
+def advance(
+    sampler: str, x: Tensor, x0: Tensor, t_from: Tensor, t_to: Tensor, noise: Callable[[int], Tensor]
+) -> Tensor:
+    """One denoise step of x [B, b, C, H, W] from level t_from to t_to given the predicted clean frames
+    x0 (`GenEngineConfig.sampler`): "euler" follows the flow; "renoise" draws fresh noise [B, b, ...]
+    from `noise(b)` (the engine's seeded generator) and puts x0 at level t_to. The last step (t_to = 0)
+    is x0 under both and draws nothing."""
+    if sampler == "renoise" and float(t_to) > 0:  # host sync: one scalar of a CPU schedule
+        b = x.shape[1]
+        return noise_to(x0, noise(b).to(x0.dtype), t_to.expand(x.shape[0], b))
+    return step(x, x0, t_from, t_to)
 
 
 class GenEngine:
@@ -96,6 +110,7 @@ class GenEngine:
         self.text: Tensor | None = None  # [1, L, d]
         self._null: Tensor | None = None  # [1, L, d] the empty prompt (guidance), encoded on first use
         self.guidance = spec.guidance if cfg.guidance is None else cfg.guidance
+        self.sampler = cfg.sampler or spec.sampler
         self._texts: OrderedDict[str, Tensor] = OrderedDict()  # prompt -> token states (bounded, 8)
         self._pending: Tensor | None = None  # pipelined: emitted clean block whose K/V are not committed yet
         self._noisy: list[_InFlight] = []
@@ -208,7 +223,7 @@ class GenEngine:
         b = x.shape[1]
         for i in range(len(ts) - 1):
             self.cache.begin_pass([b])
-            x = step(x, self._guided(x, ts[i].expand(1, b)), ts[i], ts[i + 1])
+            x = advance(self.sampler, x, self._guided(x, ts[i].expand(1, b)), ts[i], ts[i + 1], self._noise)
         return x.clamp(-1, 1)
 
     @torch.no_grad()
@@ -244,7 +259,14 @@ class GenEngine:
             self.cache.commit(self._pending)  # its clean K/V were written by this forward
             self._pending = None
         for i, blk in enumerate(self._noisy):
-            blk.x = step(blk.x, x0[:, clean + i : clean + i + 1], ts[blk.step], ts[blk.step + 1])
+            blk.x = advance(
+                self.sampler,
+                blk.x,
+                x0[:, clean + i : clean + i + 1],
+                ts[blk.step],
+                ts[blk.step + 1],
+                self._noise,
+            )
             blk.step += 1
         if self._noisy[0].step < s:
             return None

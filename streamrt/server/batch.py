@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 
 from streamrt.cache.frame import FrameCache
-from streamrt.gen.engine import GenEngine, _patch_change
-from streamrt.models.gen.flow import noise_to, step
+from streamrt.gen.engine import GenEngine, _patch_change, advance
+from streamrt.models.gen.flow import noise_to
 
 
 class BatchedFrameContext:
@@ -73,7 +73,7 @@ class BlockPlan:
 
 def group_key(eng: GenEngine, steps: int, strength: float) -> Hashable:
     """Blocks with equal keys can share a forward."""
-    return (id(eng.model), eng.h, eng.w, eng.dtype, eng.level.block_frames, steps, strength)
+    return (id(eng.model), eng.h, eng.w, eng.dtype, eng.level.block_frames, steps, strength, eng.sampler)
 
 
 def t2v_key(eng: GenEngine) -> Hashable | None:
@@ -150,7 +150,10 @@ def run_blocks(engines: Sequence[GenEngine], plans: Sequence[BlockPlan]) -> list
         return []
     model, ts, shape = engines[0].model, plans[0].ts, plans[0].x.shape
     if any(
-        e.model is not model or p.x.shape != shape or not torch.equal(p.ts, ts)
+        e.model is not model
+        or e.sampler != engines[0].sampler
+        or p.x.shape != shape
+        or not torch.equal(p.ts, ts)
         for e, p in zip(engines, plans, strict=True)
     ):
         raise ValueError("run_blocks: engines of different models, shapes or noise schedules")
@@ -161,7 +164,10 @@ def run_blocks(engines: Sequence[GenEngine], plans: Sequence[BlockPlan]) -> list
     for i in range(len(ts) - 1):
         for e in engines:
             e.cache.begin_pass([b])
-        x = step(x, model(x, ts[i].expand(n, b), text, ctx), ts[i], ts[i + 1])
+        x0 = model(x, ts[i].expand(n, b), text, ctx)
+        x = advance(
+            engines[0].sampler, x, x0, ts[i], ts[i + 1], lambda b: torch.cat([e._noise(b) for e in engines])
+        )
     x = x.clamp(-1, 1)
     for e in engines:  # the clean pass: its K/V are committed, pointers advance once
         e.cache.begin_pass([b], clean_frames=b)

@@ -31,6 +31,14 @@ def _dense(model: GenModel, xs, ts, text, mask) -> torch.Tensor:
     return model(xs, ts, text, DenseContext(model.dit.grid(8, 8), torch.arange(xs.shape[1]), mask))
 
 
+def _step(cfg: GenEngineConfig, x, x0, t_from, t_to, g) -> torch.Tensor:
+    """The denoise step written from its definition: euler follows the flow; renoise puts x0 at the
+    next level with fresh noise from the stream's generator (none drawn for the last step)."""
+    if cfg.sampler == "renoise" and t_to > 0:
+        return (1 - t_to) * x0 + t_to * torch.randn(x.shape, generator=g).to(F64)
+    return step(x, x0, t_from, t_to)
+
+
 def _sequential_reference(
     model: GenModel, cfg: GenEngineConfig, prompt: str, n_blocks: int, guided_blocks: int = 0
 ) -> torch.Tensor:
@@ -53,14 +61,17 @@ def _sequential_reference(
             if n < guided_blocks:
                 x0_null = _dense(model, xs, t, null, mask)[:, -b:]
                 x0 = x0_null + cfg.guidance * (x0 - x0_null)
-            x = step(x, x0, ts[i], ts[i + 1])
+            x = _step(cfg, x, x0, ts[i], ts[i + 1], g)
         frames.append(x.clamp(-1, 1))
     return torch.cat(frames, dim=1)
 
 
 @pytest.mark.parametrize("steps", [1, 3])
-def test_sequential_streaming_equals_dense_block_causal(tiny: GenModel, steps: int) -> None:
-    cfg = GenEngineConfig(steps=steps, first_block_steps=4, block_frames=2, sink_frames=1, window_frames=3)
+@pytest.mark.parametrize("sampler", ["euler", "renoise"])
+def test_sequential_streaming_equals_dense_block_causal(tiny: GenModel, steps: int, sampler: str) -> None:
+    cfg = GenEngineConfig(
+        steps=steps, first_block_steps=4, block_frames=2, sink_frames=1, window_frames=3, sampler=sampler
+    )  # type: ignore[arg-type]
     eng = GenEngine(tiny, cfg, policy=Absolute(), dtype=F64)
     eng.set_prompt("a red circle")
     out = torch.cat([eng.next_block() for _ in range(7)], dim=1)  # window fills after 2 blocks, then rolls
@@ -125,7 +136,7 @@ def _pipelined_reference(
             committed.append(pending)
             pending = None
         for i, blk in enumerate(noisy):
-            blk[0] = step(blk[0], v[:, clean + i : clean + i + 1], ts[blk[1]], ts[blk[1] + 1])
+            blk[0] = _step(cfg, blk[0], v[:, clean + i : clean + i + 1], ts[blk[1]], ts[blk[1] + 1], g)
             blk[1] += 1
         if noisy[0][1] == s:
             pending = noisy.pop(0)[0].clamp(-1, 1)
@@ -134,8 +145,9 @@ def _pipelined_reference(
 
 
 @pytest.mark.parametrize("schedule", ["rolling", "stream_batch"])
-def test_pipelined_schedules_equal_dense_reference(tiny: GenModel, schedule: str) -> None:
-    cfg = GenEngineConfig(schedule=schedule, steps=3, sink_frames=1, window_frames=3)  # type: ignore[arg-type]
+@pytest.mark.parametrize("sampler", ["euler", "renoise"])
+def test_pipelined_schedules_equal_dense_reference(tiny: GenModel, schedule: str, sampler: str) -> None:
+    cfg = GenEngineConfig(schedule=schedule, steps=3, sink_frames=1, window_frames=3, sampler=sampler)  # type: ignore[arg-type]
     eng = GenEngine(tiny, cfg, policy=Absolute(), dtype=F64)
     eng.set_prompt("a blue square")
     got = [b for b in (eng.next_block() for _ in range(12)) if b is not None]
@@ -222,3 +234,28 @@ def test_v2v_skips_near_identical_inputs(tiny: GenModel) -> None:
     assert rep and torch.equal(out_a, out_b) and eng.cache.committed == 1 and eng.counters["v2v_skipped"] == 1
     _, rep = eng.transform(-a)
     assert not rep and eng.cache.committed == 2
+
+
+def test_samplers_differ_only_with_more_than_one_step(tiny: GenModel) -> None:
+    """One step lands on x0 under both samplers; with more, renoise draws other noise than euler's flow."""
+
+    def frames(sampler: str, steps: int) -> torch.Tensor:
+        cfg = GenEngineConfig(steps=steps, first_block_steps=steps, sampler=sampler)  # type: ignore[arg-type]
+        eng = GenEngine(tiny, cfg, dtype=F64)
+        eng.set_prompt("a red circle")
+        return torch.cat([eng.next_block() for _ in range(3)], dim=1)
+
+    assert torch.equal(frames("euler", 1), frames("renoise", 1))
+    assert (frames("euler", 3) - frames("renoise", 3)).abs().max() > 1e-3
+
+
+def test_sampler_follows_the_checkpoint_unless_configured(tiny: GenModel, tmp_path) -> None:
+    tiny.save(tmp_path)
+    cfg = (tmp_path / "config.json").read_text()
+    (tmp_path / "config.json").write_text(cfg.replace('"sampler": "euler"', '"sampler": "renoise"'))
+    model = GenModel.load(tmp_path)
+    assert model.spec.sampler == "renoise" and tiny.spec.sampler == "euler"
+    assert GenEngine(model).sampler == "renoise"
+    assert GenEngine(model, GenEngineConfig(sampler="euler")).sampler == "euler"
+    with pytest.raises(ValueError, match="E_GEN_CONFIG"):
+        GenEngineConfig(sampler="ddim")  # type: ignore[arg-type]
