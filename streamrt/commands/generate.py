@@ -43,6 +43,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="classifier-free guidance scale (sequential schedule; 1 = off; default: the model's own)",
     )
     p.add_argument(
+        "--sampler",
+        choices=("euler", "renoise"),
+        help="denoise step: follow the flow (euler) or re-noise the predicted frame with fresh noise "
+        "(renoise); default: what the model's checkpoint names (the built-in model: renoise)",
+    )
+    p.add_argument(
         "--switch", action="append", default=[], metavar="SEC:PROMPT", help="change the prompt at SEC seconds"
     )
     p.add_argument(
@@ -107,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         over["steps"] = args.steps
     if args.guidance is not None:
         over["guidance"] = args.guidance
+    if args.sampler:
+        over["sampler"] = args.sampler
     if args.prompt_switch:
         over["prompt_switch"] = args.prompt_switch.replace("-", "_")
     if args.strength is not None:
@@ -139,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
     words = args.prompt.split()
     lat_ms = np.array(lat) * 1e3
     print(
-        f"wrote {args.out}: {len(frames)} frames {engine.h}x{engine.w} at {cfg.fps:g} fps, schedule {cfg.schedule}"
+        f"wrote {args.out}: {len(frames)} frames {engine.h}x{engine.w} at {cfg.fps:g} fps, schedule {cfg.schedule}, "
+        f"{engine.level.steps} steps ({engine.sampler})"
     )
     print(
         f"speed {len(frames) / wall[-1]:.1f} frames/s, first frame {wall[0]:.3f} s, "

@@ -1,5 +1,6 @@
 """`streamrt generate`: a switch follows --prompt-switch, else the checkpoint's own mode (the built-in
-model names recache); the file holds every frame (read back with PyAV)."""
+model names recache); the sampler follows --sampler, else the checkpoint's (renoise); the file holds
+every frame (read back with PyAV)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,11 @@ def test_prompt_switch_mode(tmp_path, capsys, flag, recaches, cuts) -> None:
     assert (counters["recaches"], counters["hard_cuts"]) == (recaches, cuts)
     with av.open(str(out)) as f:
         assert sum(1 for _ in f.decode(video=0)) == 16  # 2 s at the engine's 8 fps
+
+
+@pytest.mark.parametrize(("flag", "sampler"), [([], "renoise"), (["--sampler", "euler"], "euler")])
+def test_sampler(tmp_path, capsys, flag, sampler) -> None:
+    out = tmp_path / "s.mp4"
+    argv = ["generate", "--prompt", "a red circle", "--seconds", "1", "--threads", "1", "--out", str(out)]
+    assert main([*argv, *flag]) == 0
+    assert f"4 steps ({sampler})" in capsys.readouterr().out
