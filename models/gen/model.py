@@ -87,13 +87,8 @@ class GenModel(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         s = self.spec
         cfg = {"model": s.model.to_dict(), "vocab": list(s.vocab), "height": s.height, "width": s.width}
-        cfg |= {
-            "shift": s.shift,
-            "guidance": s.guidance,
-            "prompt_switch": s.prompt_switch,
-            "sampler": s.sampler,
-        }
-        cfg |= {"train": s.train}
+        cfg |= {"shift": s.shift, "guidance": s.guidance, "prompt_switch": s.prompt_switch}
+        cfg |= {"sampler": s.sampler, "train": s.train}
         (folder / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         save_file(
             {k: v.detach().contiguous() for k, v in self.state_dict().items()},

@@ -330,7 +330,8 @@ def evaluate(
             if history is not None:
                 r = _follow(adapter, cache, before, next(history), r, t, rep.agreement, chunk=True)
             rep.responses.append(r)
-            last_spoke = t if adapter.decode(list(r.said)).strip() else last_spoke
+            history_said = said if history is None else adapter.decode(list(r.said))  # what later chunks see
+            last_spoke = t if history_said.strip() else last_spoke
             rep.trace.append(ChunkTrace(seed, t, p_sil, change, len(s.events), bool(said.strip())))
             pred, truth = parse(said), [mention(e) for e in s.events]
             rep.chunks += 1

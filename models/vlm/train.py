@@ -389,7 +389,7 @@ def forward(
 
 
 def drop_consistency(
-    adapter: Qwen2VLAdapter, seqs: list[Sequence], drop: list[bool], fw: Forward, aux_layer: int
+    adapter: Qwen2VLAdapter, seqs: list[Sequence], drop: list[bool], fw: Forward
 ) -> torch.Tensor:
     """Mean KL(p_full || p_drop) over the labelled positions of the dropped windows: p_full from a
     forward of those windows without drop (no gradient: the target), p_drop from `fw` (the step's
@@ -397,7 +397,7 @@ def drop_consistency(
     are the same text tokens in the same order with and without it."""
     full_seqs = [s for s, d in zip(seqs, drop, strict=True) if d]
     with torch.no_grad():
-        full = forward(adapter, full_seqs, aux_layer)
+        full = forward(adapter, full_seqs, aux_layer=0)  # logits only: no hidden states to keep
     rows = torch.tensor(drop, device=fw.logits.device)
     p_full = full.logits[full.labels != IGNORE]  # [N, V]
     q_drop = fw.logits[rows][fw.labels[rows] != IGNORE]  # [N, V], the same tokens in the same order
@@ -520,7 +520,7 @@ def train(out: Path, cfg: TrainConfig, resume: bool = True) -> dict[str, float]:
         if fw.ref_mass is not None and len(fw.ref_mass):
             losses["at"] = -torch.log(fw.ref_mass.clamp_min(1e-6)).mean()
         if cfg.drop_consistency > 0 and drop is not None and any(drop):
-            losses["dc"] = drop_consistency(adapter, seqs, drop, fw, cfg.aux_layer)
+            losses["dc"] = drop_consistency(adapter, seqs, drop, fw)
         loss = losses["lm"] + cfg.answer_weight * losses["qa"] + cfg.drop_consistency * losses.get("dc", 0.0)
         loss = loss + cfg.aux_weight * sum(v for k, v in losses.items() if k not in ("lm", "qa", "at", "dc"))
         loss = loss + cfg.attn_weight * losses.get("at", 0.0)

@@ -77,11 +77,9 @@ def adherence(
     n = len(prompts) * len(seeds)
     figures = {"colour_rate": colour / n, "colour_shape_rate": shape / n}
     figures |= {f"{s}_rate": sum(v) / len(v) for s, v in per_shape.items() if v}
+    runs = [(k + len(switches) * seed, old, new) for seed in seeds for k, (old, new) in enumerate(switches)]
     for mode in ("recache", "hard_cut"):
         colour = shape = 0.0
-        runs = [
-            (k + len(switches) * seed, old, new) for seed in seeds for k, (old, new) in enumerate(switches)
-        ]
         for seed, old, new in runs:
             eng = GenEngine(model, GenEngineConfig.preset("quality", seed=seed, prompt_switch=mode))
             after = [t.frame.pixels for t in generate(eng, 16 + frames, {0: old, 16: new})][16:]

@@ -190,7 +190,7 @@ def open_loop(adapter, policy, chunks: int, threshold: float) -> dict[str, float
     run's history (`evaluate(..., follow=)`); no questions, as in the engine cases."""
     from streamrt.models.vlm.evaluate import evaluate
 
-    ref = evaluate(adapter, [SEED], chunks, question_rate=0.0, policy=policy, capacity=4096)
+    ref = evaluate(adapter, [SEED], chunks, question_rate=0.0, policy=policy)
     run = evaluate(
         adapter, [SEED], chunks, question_rate=0.0, policy=policy, drop_threshold=threshold, follow=ref
     )

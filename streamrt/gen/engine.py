@@ -6,7 +6,7 @@ counters (recaches, hard cuts, flushed blocks, skipped inputs). Produces clean f
 [1, F, 3, H, W] in [-1, 1] (`next_block`, `transform`); `frames_of` turns them into `GenFrame`s.
 
 Schedules (GenEngineConfig.schedule):
-- sequential: per block, `steps` flow steps, each a forward whose K/V overwrite the block's in-flight
+- sequential: per block, `steps` denoise steps (Euler or re-noising: `advance`), each a forward whose K/V overwrite the block's in-flight
   slots; then one clean pass (t = 0) whose K/V are committed, and the pointers advance once.
 - rolling: one forward over [last clean block | `steps` noisy 1-frame blocks at rising noise levels],
   block-causal inside; every noisy block moves one step; the oldest leaves clean and is emitted; its
@@ -53,7 +53,7 @@ def _patch_change(a: Tensor, b: Tensor) -> float:
 @dataclass(slots=True)
 class _InFlight:
     x: Tensor  # [1, b, C, H, W] current noisy state
-    step: int  # Euler steps done
+    step: int  # denoise steps done
     born: float  # perf_counter when the block entered the pipeline
 
 

@@ -118,13 +118,13 @@ def test_labels_cover_only_model_turns(random_builtin):
 def test_drop_consistency_is_the_kl_to_the_undropped_output(random_builtin):
     """The loss equals KL(p_full || p_drop) computed position by position from two plain forwards
     (the i-th labelled position of one with the i-th of the other), is 0 when the drop keeps every token,
-    and sends gradient only through the dropped forward."""
+    and sends gradient through the dropped forward."""
     a = random_builtin
     samples = _samples(7, 4, question_rate=0.7, qa_seed=1)
     other = _samples(8, 3, question_rate=0.5, qa_seed=2)
     seqs, drop = [lay_out(a, samples), lay_out(a, other)], [True, False]
     fw = forward(a, seqs, drop=drop, threshold=0.9)
-    loss = drop_consistency(a, seqs, drop, fw, 1)
+    loss = drop_consistency(a, seqs, drop, fw)
     with torch.no_grad():
         full = forward(a, seqs[:1]).logits[0]  # [L, V] window 0 without drop
         part = forward(a, seqs[:1], drop=[True], threshold=0.9).logits[0]  # [L', V] with drop
@@ -137,4 +137,4 @@ def test_drop_consistency_is_the_kl_to_the_undropped_output(random_builtin):
     assert a.model.lm_head.weight.grad is not None and a.model.lm_head.weight.grad.abs().sum() > 0
     a.model.zero_grad(set_to_none=True)
     keep_all = forward(a, seqs, drop=drop, threshold=1.5)  # cosine never exceeds 1.5: nothing dropped
-    assert float(drop_consistency(a, seqs, drop, keep_all, 1)) == pytest.approx(0.0, abs=1e-6)
+    assert float(drop_consistency(a, seqs, drop, keep_all)) == pytest.approx(0.0, abs=1e-6)
