@@ -99,10 +99,17 @@ def build_tokenizer():  # -> PreTrainedTokenizerFast (transformers imported lazi
     )
 
 
-def build_config(vocab_size: int, token_ids: dict[str, int], rope_theta: float = 10000.0):  # -> Qwen2VLConfig
-    """The tiny Qwen2-VL architecture: ViT 2 x 96 on 16x16x2 patches (no spatial merge: one LLM token
-    per patch), LLM 3 x 128 (4 heads of 32, 2 KV heads, M-RoPE sections 4/6/6), tied embeddings.
-    Sized for training in well under an hour on two shared CPU cores."""
+def build_config(
+    vocab_size: int,
+    token_ids: dict[str, int],
+    rope_theta: float = 10000.0,
+    patch_size: int = 8,
+    merge: int = 2,
+):  # -> Qwen2VLConfig
+    """The tiny Qwen2-VL architecture: ViT 2 x 96 on `patch_size`^2 x 2 patches, `merge` x `merge` of
+    them merged into one LLM token (8x8 patches merged 2x2: one token per 16x16 pixels, as 16x16 patches
+    without merge, but the tower sees shapes at twice the resolution), LLM 3 x 128 (4 heads of 32, 2 KV
+    heads, M-RoPE sections 4/6/6), tied embeddings. Sized for training on two CPU cores."""
     from transformers import Qwen2VLConfig
 
     return Qwen2VLConfig(
@@ -127,8 +134,8 @@ def build_config(vocab_size: int, token_ids: dict[str, int], rope_theta: float =
             "hidden_size": 128,
             "mlp_ratio": 2,
             "num_heads": 4,
-            "patch_size": 16,
-            "spatial_merge_size": 1,
+            "patch_size": patch_size,
+            "spatial_merge_size": merge,
             "temporal_patch_size": 2,
             "in_channels": 3,
         },

@@ -103,6 +103,16 @@ class TrainConfig:
     """Language-model layer of that head (-1: the last)."""
     rope_theta: float = 100.0
     """RoPE base of the language model (sets the new model's config)."""
+    patch_size: int = 8
+    """Vision patch side in pixels (sets the new model's config)."""
+    merge: int = 2
+    """Patches merged per side into one language-model token (sets the new model's config). With 8x8
+    patches merged 2x2 a frame gives as many tokens as with 16x16 patches unmerged, but the tower reads
+    shape: a probe on its output tells an object's shape in 34% of tokens with 16x16 patches (5 shapes,
+    the shipped phase-4 model) and in most of them with 8x8 ones (the model card has the figures)."""
+    vision_only: bool = False
+    """Train only the vision tower and its per-token colour and shape probes (no language model
+    forward): a quick first phase for a new tower, before the language model learns to read it."""
     drop_p: float = 0.0
     """Share of windows trained through the engine's differential token drop (`drop_tokens`): the
     engine drops by default, so the model should know chunks that show only what changed."""
@@ -116,6 +126,9 @@ class TrainConfig:
     init: str = ""
     """A model directory to start from (its weights; fresh optimiser and schedule), e.g. the shipped
     model for a fine-tuning phase with other windows or question rates; "" = random weights."""
+    init_vision: str = ""
+    """A model directory whose vision tower (weights and configuration) replaces the starting model's,
+    e.g. a `vision_only` run's tower under the shipped language model; "" = keep the tower."""
     warmup: int = 50
     weight_decay: float = 0.01
     seed: int = 0
@@ -154,21 +167,40 @@ class GroundingHeads(torch.nn.Module):
         """Named cross-entropies: v* tower output and h* LM hidden state at the visual tokens against
         their patch targets, q* LM hidden state at each question's last token against the words it
         names (c colour, s shape, p position, e event)."""
-        out = {}
-        for name, heads, x, y in (
-            ("v", self.vision, fw.vis, fw.targets),
-            ("h", self.text, fw.hid, fw.targets),
-            ("q", self.query, fw.ref_hid, fw.ref_words),
-        ):
-            if len(x):
-                for i, head in enumerate(heads):
-                    out[f"{name}{'cspe'[i]}"] = F.cross_entropy(head(x), y[:, i], ignore_index=IGNORE)
-        return out
+        return (
+            self.tower_losses(fw.vis, fw.targets)
+            | _probe("h", self.text, fw.hid, fw.targets)
+            | _probe("q", self.query, fw.ref_hid, fw.ref_words)
+        )
+
+    def tower_losses(self, vis: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """vc, vs: the tower's output [N, Dv] against its tokens' colour and shape targets [N, 4]."""
+        return _probe("v", self.vision, vis, targets)
 
 
-def init_run(out: Path, seed: int, rope_theta: float = 10000.0, init: str = "") -> None:
-    """Write a fresh model directory (tokenizer, config, streamrt.json; random weights, or those of
-    the model directory `init`, which must share the built-in tokenizer)."""
+def _probe(
+    name: str, heads: torch.nn.ModuleList, x: torch.Tensor, y: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Cross-entropy of head i on x [N, D] against column i of y [N, >= len(heads)], named name + 'cspe'[i]."""
+    if not len(x):
+        return {}
+    return {
+        f"{name}{'cspe'[i]}": F.cross_entropy(h(x), y[:, i], ignore_index=IGNORE) for i, h in enumerate(heads)
+    }
+
+
+def init_run(
+    out: Path,
+    seed: int,
+    rope_theta: float = 10000.0,
+    init: str = "",
+    init_vision: str = "",
+    patch_size: int = 8,
+    merge: int = 2,
+) -> None:
+    """Write a fresh model directory (tokenizer, config, streamrt.json; random weights of the
+    architecture `build_config` gives, or those of the model directory `init`, which must share the
+    built-in tokenizer; with `init_vision`, that directory's vision tower in place of the starting one)."""
     from transformers import Qwen2VLForConditionalGeneration
 
     tok = build_tokenizer()
@@ -181,11 +213,30 @@ def init_run(out: Path, seed: int, rope_theta: float = 10000.0, init: str = "") 
                 f"{init}: vocabulary of {model.config.text_config.vocab_size}, not the built-in {len(tok)}"
             )
     else:
-        model = Qwen2VLForConditionalGeneration(build_config(len(tok), ids, rope_theta))
+        model = Qwen2VLForConditionalGeneration(build_config(len(tok), ids, rope_theta, patch_size, merge))
+    if init_vision:
+        model = with_tower(model, Qwen2VLForConditionalGeneration.from_pretrained(init_vision))
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
     (out / SETTINGS_FILE).write_text(json.dumps(settings_json(), indent=2) + "\n")
+
+
+def with_tower(model, donor):  # (Qwen2VLForConditionalGeneration, same) -> Qwen2VLForConditionalGeneration
+    """A model with `model`'s language model and `donor`'s vision tower (weights and configuration)."""
+    from transformers import Qwen2VLForConditionalGeneration
+
+    width, text = donor.config.vision_config.hidden_size, model.config.text_config.hidden_size
+    if width != text:
+        raise ValueError(f"the donor tower outputs {width} features; the language model takes {text}")
+    config = model.config
+    config.vision_config = donor.config.vision_config
+    out = Qwen2VLForConditionalGeneration(config)
+    tower = {k: v for k, v in donor.state_dict().items() if k.startswith("model.visual.")}
+    out.load_state_dict(
+        {k: v for k, v in model.state_dict().items() if not k.startswith("model.visual.")} | tower
+    )
+    return out
 
 
 def lay_out(adapter: Qwen2VLAdapter, samples: list[ChunkSample]) -> Sequence:
@@ -344,8 +395,7 @@ def forward(
     pad_id = adapter.special.pad_id
     video_id = adapter.token_id(VIDEO_PAD)
     dev = adapter.device
-    grid = torch.tensor([g for s in seqs for g in s.grids], device=dev)
-    vis = model.model.visual(torch.cat([s.patches for s in seqs]).to(dev), grid_thw=grid).pooler_output
+    vis = tower(adapter, seqs)
     if drop is not None and any(drop):
         parts = [
             drop_tokens(s, v, video_id, threshold, adapter.merge) if d else (s, v)
@@ -386,6 +436,13 @@ def forward(
     targets = torch.cat([s.targets for s in seqs]).to(dev)
     logits = model.lm_head(out.last_hidden_state).float()
     return Forward(logits, labels.to(dev), answer.to(dev), vis, hid, targets, ref_mass, ref_hid, ref_words)
+
+
+def tower(adapter: Qwen2VLAdapter, seqs: list[Sequence]) -> torch.Tensor:
+    """The vision tower's output for every visual token of `seqs` [N, Dv] (batch, then chunk order)."""
+    grid = torch.tensor([g for s in seqs for g in s.grids], device=adapter.device)
+    patches = torch.cat([s.patches for s in seqs]).to(adapter.device)
+    return adapter.model.model.visual(patches, grid_thw=grid).pooler_output
 
 
 def drop_consistency(
@@ -451,12 +508,15 @@ def train(out: Path, cfg: TrainConfig, resume: bool = True) -> dict[str, float]:
     torch.set_num_threads(cfg.threads)
     ckpt_path = out / "checkpoint.pt"
     if not (resume and ckpt_path.is_file()):
-        init_run(out, cfg.seed, cfg.rope_theta, cfg.init)
+        init_run(out, cfg.seed, cfg.rope_theta, cfg.init, cfg.init_vision, cfg.patch_size, cfg.merge)
     adapter = load_adapter(str(out))
     assert isinstance(adapter, Qwen2VLAdapter)
     model = adapter.model.train()
     if cfg.vision_lr_scale == 0:
         model.model.visual.requires_grad_(False)  # frozen: no backward through the tower
+    if cfg.vision_only:
+        model.model.language_model.requires_grad_(False)
+        model.lm_head.requires_grad_(False)
     text_cfg = model.config.text_config
     attn_layer = cfg.attn_layer % text_cfg.num_hidden_layers
     if cfg.attn_weight > 0:
@@ -498,32 +558,11 @@ def train(out: Path, cfg: TrainConfig, resume: bool = True) -> dict[str, float]:
         seqs = batches(step)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg) * g["scale"]
-        drop = None
-        if cfg.drop_p > 0:  # a function of (seed, step), like the data: resuming stays exact
-            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-            drop = (torch.rand(len(seqs), generator=g) < cfg.drop_p).tolist()
-        fw = forward(
-            adapter,
-            seqs,
-            cfg.aux_layer,
-            attn_layer if cfg.attn_weight > 0 else None,
-            drop,
-            cfg.drop_threshold,
-        )
-        said, answered = fw.labels.masked_fill(fw.answer, IGNORE), fw.labels.masked_fill(~fw.answer, IGNORE)
-        losses = {
-            k: F.cross_entropy(fw.logits.flatten(0, 1), lab.flatten(), ignore_index=IGNORE)
-            for k, lab in (("lm", said), ("qa", answered))
-        }
-        if cfg.aux_weight > 0:
-            losses |= heads.losses(fw)
-        if fw.ref_mass is not None and len(fw.ref_mass):
-            losses["at"] = -torch.log(fw.ref_mass.clamp_min(1e-6)).mean()
-        if cfg.drop_consistency > 0 and drop is not None and any(drop):
-            losses["dc"] = drop_consistency(adapter, seqs, drop, fw)
-        loss = losses["lm"] + cfg.answer_weight * losses["qa"] + cfg.drop_consistency * losses.get("dc", 0.0)
-        loss = loss + cfg.aux_weight * sum(v for k, v in losses.items() if k not in ("lm", "qa", "at", "dc"))
-        loss = loss + cfg.attn_weight * losses.get("at", 0.0)
+        if cfg.vision_only:
+            losses = heads.tower_losses(tower(adapter, seqs), torch.cat([s.targets for s in seqs]))
+            loss = sum(losses.values())
+        else:
+            losses, loss = step_losses(adapter, heads, seqs, cfg, attn_layer, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
@@ -536,9 +575,49 @@ def train(out: Path, cfg: TrainConfig, resume: bool = True) -> dict[str, float]:
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             save(out, adapter, heads, opt, cfg, step, time.perf_counter() - t0)
     bar.close()
-    return {"loss_ema": ema.get("lm", 0.0), "steps": step, "seconds": time.perf_counter() - t0} | {
-        f"aux_{k}": v for k, v in ema.items() if k != "lm"
+    return {
+        "loss_ema": ema.get("lm", ema.get("vs", 0.0)),
+        "steps": step,
+        "seconds": time.perf_counter() - t0,
+    } | {f"aux_{k}": v for k, v in ema.items() if k != "lm"}
+
+
+def step_losses(
+    adapter: Qwen2VLAdapter,
+    heads: GroundingHeads,
+    seqs: list[Sequence],
+    cfg: TrainConfig,
+    attn_layer: int,
+    step: int,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The named losses of one step of the full model and their weighted sum."""
+    drop = None
+    if cfg.drop_p > 0:  # a function of (seed, step), like the data: resuming stays exact
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        drop = (torch.rand(len(seqs), generator=g) < cfg.drop_p).tolist()
+    fw = forward(
+        adapter,
+        seqs,
+        cfg.aux_layer,
+        attn_layer if cfg.attn_weight > 0 else None,
+        drop,
+        cfg.drop_threshold,
+    )
+    said, answered = fw.labels.masked_fill(fw.answer, IGNORE), fw.labels.masked_fill(~fw.answer, IGNORE)
+    losses = {
+        k: F.cross_entropy(fw.logits.flatten(0, 1), lab.flatten(), ignore_index=IGNORE)
+        for k, lab in (("lm", said), ("qa", answered))
     }
+    if cfg.aux_weight > 0:
+        losses |= heads.losses(fw)
+    if fw.ref_mass is not None and len(fw.ref_mass):
+        losses["at"] = -torch.log(fw.ref_mass.clamp_min(1e-6)).mean()
+    if cfg.drop_consistency > 0 and drop is not None and any(drop):
+        losses["dc"] = drop_consistency(adapter, seqs, drop, fw)
+    loss = losses["lm"] + cfg.answer_weight * losses["qa"] + cfg.drop_consistency * losses.get("dc", 0.0)
+    loss = loss + cfg.aux_weight * sum(v for k, v in losses.items() if k not in ("lm", "qa", "at", "dc"))
+    loss = loss + cfg.attn_weight * losses.get("at", 0.0)
+    return losses, loss
 
 
 def save(

@@ -14,7 +14,8 @@ HELP = "train the tiny built-in vision-language model on shapes-world streams"
 DESCRIPTION = """\
 Trains a tiny Qwen2-VL-architecture model and its word-level tokenizer from scratch on generated
 shapes-world streams (2 fps, chunks of 2 frames at 128x80): per-chunk commentary of events or a
-silence token, and answers to questions about the current state. Besides the text loss, training
+silence token, and answers to questions about the current state. New models read 8x8-pixel patches
+merged 2x2 into one token (--patch-size, --merge). Besides the text loss, training
 uses grounding targets the generator knows: per-patch colour/shape/position/event labels read by
 linear probes, and an attention target that makes one head look at the objects a question (or a
 chunk's events) is about. Seeded and reproducible; the data of every step is a function of (seed,
@@ -27,6 +28,11 @@ examples:
   streamrt train vlm --out runs/vlm
   streamrt train vlm --out runs/vlm --steps 10000 --chunks 4 --questions 3
   streamrt train vlm --out runs/smoke --steps 50                  # a quick smoke run
+  # a new vision tower (8x8 patches merged 2x2) under the shipped language model: the tower alone
+  # first, then the whole model reading it
+  streamrt train vlm --out runs/vis --vision-only --windows-per-world 1 --steps 4000
+  streamrt train vlm --out runs/vlm-v --init assets/vlm/builtin --init-vision runs/vis --chunks 8 \
+      --question-rate 0.3 --questions 2 --drop-p 0.5 --steps 3000 --lr 1e-3
   STREAMRT_BENCH_VLM_MODEL=runs/vlm streamrt bench vlm-quality --repeats 1 --warmup 0   # score it
 """
 
@@ -36,6 +42,7 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--steps", "steps", "optimiser steps"),
     ("--batch", "batch", "windows per step"),
     ("--chunks", "chunks_per_seq", "chunks per window"),
+    ("--windows-per-world", "windows_per_world", "consecutive windows taken from one world"),
     ("--question-rate", "question_rate", "chance of questions after a chunk"),
     ("--questions", "questions_per_chunk", "questions per questioned chunk"),
     ("--answer-weight", "answer_weight", "weight of the answers' loss"),
@@ -48,6 +55,10 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("--drop-threshold", "drop_threshold", "similarity threshold of that drop"),
     ("--drop-consistency", "drop_consistency", "weight of the KL from the no-drop output on dropped windows"),
     ("--init", "init", "start from this model directory's weights (default: random weights)"),
+    ("--init-vision", "init_vision", "take the vision tower (weights and shape) from this model directory"),
+    ("--vision-only", "vision_only", "train only the vision tower and its colour/shape probes"),
+    ("--patch-size", "patch_size", "vision patch side in pixels of a new model"),
+    ("--merge", "merge", "patches merged per side into one token in a new model"),
     ("--seed", "seed", "seed of weights and data"),
     ("--threads", "threads", "torch threads"),
     ("--checkpoint-every", "checkpoint_every", "steps between checkpoints"),
@@ -61,6 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run / model directory")
     for flag, field, text in OPTIONS:
         default = getattr(d, field)
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=field, action="store_true", help=text)
+            continue
         parser.add_argument(
             flag,
             dest=field,
