@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         over["schedule"], over["block_frames"] = "sequential", 1
     cfg = GenEngineConfig.preset(args.preset, **over)
     engine = GenEngine(model, cfg)
-    ladder = DegradeLadder(cfg, v2v=bool(args.input)) if args.degrade else None
+    ladder = DegradeLadder(cfg, v2v=bool(args.input), guided=engine.guidance != 1.0) if args.degrade else None
     n = max(1, round(args.seconds * cfg.fps))
     if args.input:
         engine.set_prompt(args.prompt)

@@ -1,6 +1,7 @@
 """The degrade ladder: step quality down when blocks miss their deadline, back up when there is room.
 
-Rungs, from the configured level down: one denoise step fewer at a time (to 1), then 1-frame blocks
+Rungs, from the configured level down: for a guided engine, the same steps without classifier-free
+guidance (half the forwards); then one denoise step fewer at a time (to 1), then 1-frame blocks
 (sequential), then, for video-to-video, every other input block skipped. `observe` takes the wall
 time a block took and its budget (block frames / fps); `patience` consecutive misses move one rung
 down, `recover_patience` consecutive blocks under `recover` x budget move one rung up. Every move is
@@ -17,29 +18,32 @@ from streamrt.gen.types import DegradeStep, Level
 log = logging.getLogger(__name__)
 
 
-def ladder(cfg: GenEngineConfig, v2v: bool = False) -> list[Level]:
-    """The rungs for a configuration (index 0 = full quality)."""
-    levels = [Level(s, cfg.block) for s in range(cfg.steps, 0, -1)]
+def ladder(cfg: GenEngineConfig, v2v: bool = False, guided: bool = False) -> list[Level]:
+    """The rungs for a configuration (index 0 = full quality); `guided`: the engine runs classifier-free
+    guidance (`GenEngine.guidance` != 1), which the first step down gives up."""
+    top = [Level(cfg.steps, cfg.block)] if guided else []
+    levels = [Level(s, cfg.block, guided=not guided) for s in range(cfg.steps, 0, -1)]
     if cfg.block > 1:
-        levels.append(Level(1, 1))
+        levels.append(Level(1, 1, guided=not guided))
     if v2v:
-        levels.append(Level(1, levels[-1].block_frames, input_stride=2))
-    return levels
+        levels.append(Level(1, levels[-1].block_frames, input_stride=2, guided=not guided))
+    return top + levels
 
 
 class DegradeLadder:
-    """Walks `ladder(cfg)` from observed block latencies."""
+    """Walks `ladder(cfg, v2v, guided)` from observed block latencies."""
 
     def __init__(
         self,
         cfg: GenEngineConfig,
         *,
         v2v: bool = False,
+        guided: bool = False,
         patience: int = 3,
         recover: float = 0.5,
         recover_patience: int = 16,
     ) -> None:
-        self.levels = ladder(cfg, v2v)
+        self.levels = ladder(cfg, v2v, guided)
         self.index = 0
         self.patience, self.recover, self.recover_patience = patience, recover, recover_patience
         self._misses = 0

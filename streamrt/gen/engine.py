@@ -41,7 +41,7 @@ from streamrt.models.gen.flow import noise_to, step, timesteps
 from streamrt.models.gen.model import GenModel
 
 log = logging.getLogger(__name__)
-_NULL_PROMPT = object()  # the FrameCache's key for the empty prompt's cross-attention K/V (guidance)
+NULL_PROMPT = object()  # the FrameCache's key for the empty prompt's cross-attention K/V (guidance)
 
 
 def _patch_change(a: Tensor, b: Tensor) -> float:
@@ -193,17 +193,28 @@ class GenEngine:
         assert self.text is not None
         return self.model(x, t, self.text, self.cache)
 
-    def _guided(self, x: Tensor, t: Tensor) -> Tensor:
-        """A denoise forward with classifier-free guidance when the config asks for it here:
-        x0_null + w (x0_prompt - x0_null). Both read the cached context as it was committed (under the
-        prompt); the clean pass that commits the block runs under the prompt alone."""
+    def guiding(self) -> bool:
+        """Whether the next block's denoise forwards run classifier-free guidance: a scale other than 1,
+        a rung of the degrade ladder that keeps it, and fewer frames committed than `guidance_frames`."""
         frames = self.cfg.guidance_frames
-        if self.guidance == 1.0 or (frames is not None and self.cache.committed >= frames):
-            return self._forward(x, t)
+        return (
+            self.guidance != 1.0 and self.level.guided and (frames is None or self.cache.committed < frames)
+        )
+
+    def null_text(self) -> Tensor:
+        """The empty prompt's token states [1, L, d] (guidance), encoded on first use."""
         if self._null is None:
             self._null = self.model.encode_null().to(self.dtype)
-        self.cache.set_prompt(_NULL_PROMPT)
-        x0_null = self.model(x, t, self._null, self.cache)
+        return self._null
+
+    def _guided(self, x: Tensor, t: Tensor) -> Tensor:
+        """A denoise forward with classifier-free guidance when `guiding()`: x0_null + w (x0_prompt -
+        x0_null). Both read the cached context as it was committed (under the prompt); the clean pass
+        that commits the block runs under the prompt alone."""
+        if not self.guiding():
+            return self._forward(x, t)
+        self.cache.set_prompt(NULL_PROMPT)
+        x0_null = self.model(x, t, self.null_text(), self.cache)
         self.cache.set_prompt(self.prompt)
         return torch.lerp(x0_null, self._forward(x, t), self.guidance)
 

@@ -42,6 +42,10 @@ class Level:
     block_frames: int
     input_stride: int = 1
     """Video-to-video: process every n-th input block (the rest repeat the last output)."""
+    guided: bool = True
+    """Classifier-free guidance where the engine's config asks for it; False: none on this rung (one
+    forward per denoise step instead of two)."""
 
     def describe(self) -> str:
-        return f"steps={self.steps} block={self.block_frames} input_stride={self.input_stride}"
+        guided = "" if self.guided else " unguided"
+        return f"steps={self.steps} block={self.block_frames} input_stride={self.input_stride}{guided}"

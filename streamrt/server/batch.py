@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from streamrt.cache.frame import FrameCache
-from streamrt.gen.engine import GenEngine, _patch_change, advance
+from streamrt.gen.engine import NULL_PROMPT, GenEngine, _patch_change, advance
 from streamrt.models.gen.flow import noise_to
 
 
@@ -73,7 +73,18 @@ class BlockPlan:
 
 def group_key(eng: GenEngine, steps: int, strength: float) -> Hashable:
     """Blocks with equal keys can share a forward."""
-    return (id(eng.model), eng.h, eng.w, eng.dtype, eng.level.block_frames, steps, strength, eng.sampler)
+    guidance = eng.guidance if eng.guiding() else 1.0
+    return (
+        id(eng.model),
+        eng.h,
+        eng.w,
+        eng.dtype,
+        eng.level.block_frames,
+        steps,
+        strength,
+        eng.sampler,
+        guidance,
+    )
 
 
 def t2v_key(eng: GenEngine) -> Hashable | None:
@@ -150,21 +161,33 @@ def run_blocks(engines: Sequence[GenEngine], plans: Sequence[BlockPlan]) -> list
         return []
     model, ts, shape = engines[0].model, plans[0].ts, plans[0].x.shape
     if any(
-        e.model is not model
-        or e.sampler != engines[0].sampler
+        group_key(e, 0, 0.0) != group_key(engines[0], 0, 0.0)
         or p.x.shape != shape
         or not torch.equal(p.ts, ts)
         for e, p in zip(engines, plans, strict=True)
     ):
-        raise ValueError("run_blocks: engines of different models, shapes or noise schedules")
+        raise ValueError(
+            "run_blocks: engines of different models, shapes, samplers, guidance or noise schedules"
+        )
     n, b = len(engines), plans[0].x.shape[1]
     ctx = BatchedFrameContext([e.cache for e in engines])
     text = torch.cat([e.text for e in engines if e.text is not None])  # [B, L, d]
     x = torch.cat([p.x for p in plans])  # [B, b, 3, H, W]
+    w = engines[0].guidance if engines[0].guiding() else 1.0
+    null = torch.cat([e.null_text() for e in engines]) if w != 1.0 else None  # [B, L, d]
     for i in range(len(ts) - 1):
         for e in engines:
             e.cache.begin_pass([b])
-        x0 = model(x, ts[i].expand(n, b), text, ctx)
+        t = ts[i].expand(n, b)
+        if null is not None:  # classifier-free guidance, as GenEngine._guided
+            for e in engines:
+                e.cache.set_prompt(NULL_PROMPT)
+            x0_null = model(x, t, null, ctx)
+            for e in engines:
+                e.cache.set_prompt(e.prompt)
+            x0 = torch.lerp(x0_null, model(x, t, text, ctx), w)
+        else:
+            x0 = model(x, t, text, ctx)
         x = advance(
             engines[0].sampler, x, x0, ts[i], ts[i + 1], lambda b: torch.cat([e._noise(b) for e in engines])
         )

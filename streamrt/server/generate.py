@@ -52,9 +52,12 @@ class GenerateEngine(SessionEngine):
             raise param_error("preset", "video input runs with the sequential presets (quality, fast)")
         self.wants_input = self.v2v
         self.engine = GenEngine(model, cfg)
-        self.ladder = DegradeLadder(cfg, v2v=self.v2v) if bool(p.get("degrade", True)) else None
+        self.ladder = self._ladder(cfg) if bool(p.get("degrade", True)) else None
         self.engine.set_prompt(str(p.get("prompt", DEFAULT_PROMPT)))
         self.frames_out = 0
+
+    def _ladder(self, cfg: GenEngineConfig) -> DegradeLadder:
+        return DegradeLadder(cfg, v2v=self.v2v, guided=self.engine.guidance != 1.0)
 
     # ---- parameters ------------------------------------------------------------------------------------
     @staticmethod
@@ -103,7 +106,7 @@ class GenerateEngine(SessionEngine):
                 v2v_strength=float(params.get("strength", cfg.v2v_strength)),
             )
             if "steps" in params:  # a new ladder from the new top rung
-                self.ladder = DegradeLadder(cfg, v2v=self.v2v) if self.ladder is not None else None
+                self.ladder = self._ladder(cfg) if self.ladder is not None else None
                 self.engine.set_level(
                     self.ladder.level if self.ladder is not None else Level(cfg.steps, cfg.block)
                 )

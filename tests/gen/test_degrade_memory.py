@@ -20,6 +20,8 @@ def test_ladder_rungs_and_moves() -> None:
     cfg = GenEngineConfig(steps=3, block_frames=2)
     assert ladder(cfg) == [Level(3, 2), Level(2, 2), Level(1, 2), Level(1, 1)]
     assert ladder(cfg, v2v=True)[-1] == Level(1, 1, input_stride=2)
+    unguided = [Level(3, 2, guided=False), Level(2, 2, guided=False), Level(1, 2, guided=False)]
+    assert ladder(cfg, guided=True) == [Level(3, 2)] + unguided + [Level(1, 1, guided=False)]
     lad = DegradeLadder(cfg, patience=2, recover_patience=3)
     assert lad.observe(0.3, 0.25, 0) is None  # one miss is not enough
     assert lad.observe(0.3, 0.25, 2) == Level(2, 2)
@@ -29,6 +31,20 @@ def test_ladder_rungs_and_moves() -> None:
     for f in range(14, 20, 2):
         lad.observe(0.01, 0.25, f)
     assert lad.level == Level(1, 2) and lad.history[-1].level_to == 2 and "budget" in lad.history[-1].reason
+
+
+def test_an_unguided_rung_runs_as_an_engine_without_guidance() -> None:
+    model = make_tiny(dtype=torch.float32)
+    guided, plain, ref = (
+        GenEngine(model, GenEngineConfig(steps=2, block_frames=2, guidance=w)) for w in (2.0, 2.0, 1.0)
+    )
+    for e in (guided, plain, ref):
+        e.set_prompt("a red circle")
+    plain.set_level(Level(2, 2, guided=False))
+    assert guided.guiding() and not plain.guiding()
+    for _ in range(3):
+        g, p, r = guided.next_block(), plain.next_block(), ref.next_block()
+        assert torch.equal(p, r) and not torch.equal(g, r)
 
 
 def test_engine_applies_a_smaller_block() -> None:

@@ -51,13 +51,19 @@ def _batched_blocks(engines: list[GenEngine]) -> list[torch.Tensor]:
 
 
 def test_batched_text_to_video_blocks_equal_solo_runs(gen_model, builtin_gen) -> None:
-    for model, preset, blocks, sampler in (
-        (gen_model, "quality", 10, "euler"),
-        (gen_model, "quality", 6, "renoise"),  # fresh noise per step, drawn from each engine's generator
-        (gen_model, "fast", 10, None),
-        (builtin_gen, "fast", 4, None),
+    for model, preset, blocks, over in (
+        (gen_model, "quality", 10, {"sampler": "euler"}),
+        (
+            gen_model,
+            "quality",
+            6,
+            {"sampler": "renoise"},
+        ),  # fresh noise per step, from each engine's generator
+        (gen_model, "quality", 6, {"guidance": 1.5, "guidance_frames": 6}),  # guided, then not
+        (gen_model, "fast", 10, {}),
+        (builtin_gen, "fast", 4, {}),
     ):
-        solo, bat = _engines(model, preset, 3, sampler=sampler), _engines(model, preset, 3, sampler=sampler)
+        solo, bat = _engines(model, preset, 3, **over), _engines(model, preset, 3, **over)
         worst = 0.0
         for _ in range(blocks):  # the first block (first_block_steps), then steady state with a full ring
             ref = [e.next_block() for e in solo]
