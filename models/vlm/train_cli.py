@@ -24,15 +24,17 @@ each checkpoint) plus checkpoint.pt; rerunning the command resumes from the last
 larger --steps extends the schedule (how the shipped model got its second, longer-window phase).
 
 examples:
-  # the shipped model (assets/vlm/builtin): 8000 steps of 2-chunk windows, then 2000 of 4-chunk windows
-  streamrt train vlm --out runs/vlm
-  streamrt train vlm --out runs/vlm --steps 10000 --chunks 4 --questions 3
+  # 8000 steps of 2-chunk windows, then 2000 of 4-chunk windows (the first two of the shipped model's
+  # seven phases, on its first tower; assets/vlm/builtin/README.md lists them all)
+  streamrt train vlm --out runs/vlm --patch-size 16 --merge 1
+  streamrt train vlm --out runs/vlm --patch-size 16 --merge 1 --steps 10000 --chunks 4 --questions 3
   streamrt train vlm --out runs/smoke --steps 50                  # a quick smoke run
-  # a new vision tower (8x8 patches merged 2x2) under the shipped language model: the tower alone
-  # first, then the whole model reading it
-  streamrt train vlm --out runs/vis --vision-only --windows-per-world 1 --steps 4000
-  streamrt train vlm --out runs/vlm-v --init assets/vlm/builtin --init-vision runs/vis --chunks 8 \
-      --question-rate 0.3 --questions 2 --drop-p 0.5 --steps 3000 --lr 1e-3
+  # a new vision tower under a trained language model (phases 5-7 of the shipped model): the tower
+  # alone, then the whole model on short question-dense windows, then on streaming windows
+  streamrt train vlm --out runs/vis --vision-only --windows-per-world 1 --steps 5000 --lr 2e-3
+  streamrt train vlm --out runs/vlm-vA --init runs/vlm-d1 --init-vision runs/vis --steps 2500 --lr 1e-3
+  streamrt train vlm --out runs/vlm-vB --init runs/vlm-vA --chunks 8 --question-rate 0.3 --questions 2 \\
+      --drop-p 0.5 --steps 2000 --lr 1e-3
   STREAMRT_BENCH_VLM_MODEL=runs/vlm streamrt bench vlm-quality --repeats 1 --warmup 0   # score it
 """
 
