@@ -62,7 +62,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--strength", type=float, default=None, help="video-to-video noise level in (0, 1] (default 0.6)"
     )
-    p.add_argument("--degrade", action="store_true", help="step quality down when blocks miss real time")
+    p.add_argument(
+        "--degrade",
+        action="store_true",
+        help="step quality down when blocks miss real time (first without guidance, then fewer steps, then smaller blocks)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
 

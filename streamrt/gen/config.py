@@ -107,10 +107,13 @@ class GenEngineConfig:
 
     @staticmethod
     def preset(name: str, **overrides: object) -> GenEngineConfig:
-        """ "quality" (sequential, 4 steps), "fast" (sequential, 1 step), "rolling", "stream_batch"."""
+        """ "quality" (sequential, 4 steps), "fast" (sequential, 1 step, no guidance), "rolling",
+        "stream_batch"."""
         presets = {
             "quality": GenEngineConfig(),
-            "fast": GenEngineConfig(steps=1, first_block_steps=4),
+            # one step gains nothing from guidance (colour + shape 33.0% without, 33.4% with guidance
+            # 1.25 on the gen-quality prompts and seeds) at 40% of the frame rate: fast never guides
+            "fast": GenEngineConfig(steps=1, first_block_steps=4, guidance=1.0),
             "rolling": GenEngineConfig(schedule="rolling", steps=3, window_frames=3),
             "stream_batch": GenEngineConfig(schedule="stream_batch", steps=3, window_frames=3),
         }

@@ -24,11 +24,12 @@ PROMPTS = [
     ("a white square", "white", "square"),
 ]
 # Regression floors of the shipped model (mean over PROMPTS, 16 frames each, the "quality" preset:
-# sequential, 4 steps, the model's re-noising sampler). Measured 1.00 / 0.975 (run 3's weights 1.00 /
-# 0.89, with 3 Euler steps 1.00 / 0.79; before the prompt-switch run 1.00 / 0.76; the first model
-# 1.00 / 0.30). The issue's target (90% colour and shape) is met for circles and triangles, not for squares;
-# see assets/gen/README.md.
-COLOUR_FLOOR, SHAPE_FLOOR = 0.95, 0.85
+# sequential, 4 steps, the model's re-noising sampler and guidance 1.25). Measured 1.00 / 0.86 (without
+# guidance 1.00 / 0.975; run 3's weights 1.00 / 0.89, with 3 Euler steps 1.00 / 0.79; before the
+# prompt-switch run 1.00 / 0.76; the first model 1.00 / 0.30). These 80 frames are one noise seed per
+# prompt, a tripwire rather than a measure: on `streamrt bench gen-quality` (30 prompts x 3 seeds x 32
+# frames) guidance raised colour + shape from 89.5% to 93.7%; see assets/gen/README.md.
+COLOUR_FLOOR, SHAPE_FLOOR = 0.95, 0.8
 MOVING_SQUARE_SHORT = pytest.mark.xfail(
     reason="the moving blue square is judged a square in 84% of frames, not 90% (assets/gen/README.md)",
     strict=False,
