@@ -108,8 +108,8 @@ class TrainConfig:
     merge: int = 2
     """Patches merged per side into one language-model token (sets the new model's config). With 8x8
     patches merged 2x2 a frame gives as many tokens as with 16x16 patches unmerged, but the tower reads
-    shape: a probe on its output tells an object's shape in 34% of tokens with 16x16 patches (5 shapes,
-    the shipped phase-4 model) and in most of them with 8x8 ones (the model card has the figures)."""
+    shape: a linear probe on its output tells an object's shape in 86% of tokens, against 34% with 16x16
+    patches (5 shapes; the built-in model card has the figures)."""
     vision_only: bool = False
     """Train only the vision tower and its per-token colour and shape probes (no language model
     forward): a quick first phase for a new tower, before the language model learns to read it."""
