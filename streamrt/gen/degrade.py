@@ -11,6 +11,7 @@ logged and kept in `history`. Owns: the rung list and the counters. Does not kno
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from streamrt.gen.config import GenEngineConfig
 from streamrt.gen.types import DegradeStep, Level
@@ -21,13 +22,14 @@ log = logging.getLogger(__name__)
 def ladder(cfg: GenEngineConfig, v2v: bool = False, guided: bool = False) -> list[Level]:
     """The rungs for a configuration (index 0 = full quality); `guided`: the engine runs classifier-free
     guidance (`GenEngine.guidance` != 1), which the first step down gives up."""
-    top = [Level(cfg.steps, cfg.block)] if guided else []
-    levels = [Level(s, cfg.block, guided=not guided) for s in range(cfg.steps, 0, -1)]
+    levels = [Level(s, cfg.block) for s in range(cfg.steps, 0, -1)]
     if cfg.block > 1:
-        levels.append(Level(1, 1, guided=not guided))
+        levels.append(Level(1, 1))
     if v2v:
-        levels.append(Level(1, levels[-1].block_frames, input_stride=2, guided=not guided))
-    return top + levels
+        levels.append(Level(1, levels[-1].block_frames, input_stride=2))
+    if guided:  # the same rungs without guidance below the top one
+        levels = levels[:1] + [replace(level, guided=False) for level in levels]
+    return levels
 
 
 class DegradeLadder:

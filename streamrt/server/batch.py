@@ -160,10 +160,9 @@ def run_blocks(engines: Sequence[GenEngine], plans: Sequence[BlockPlan]) -> list
     if not engines:
         return []
     model, ts, shape = engines[0].model, plans[0].ts, plans[0].x.shape
+    key = group_key(engines[0], 0, 0.0)
     if any(
-        group_key(e, 0, 0.0) != group_key(engines[0], 0, 0.0)
-        or p.x.shape != shape
-        or not torch.equal(p.ts, ts)
+        group_key(e, 0, 0.0) != key or p.x.shape != shape or not torch.equal(p.ts, ts)
         for e, p in zip(engines, plans, strict=True)
     ):
         raise ValueError(
