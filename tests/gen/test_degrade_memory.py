@@ -7,6 +7,7 @@ import gc
 import pytest
 import torch
 
+from streamrt.bench.machine import rss_bytes
 from streamrt.gen.config import GenEngineConfig
 from streamrt.gen.degrade import DegradeLadder, ladder
 from streamrt.gen.engine import GenEngine
@@ -60,25 +61,20 @@ def _tensors() -> int:
     return sum(1 for o in gc.get_objects() if torch.is_tensor(o))
 
 
-def _rss_kb() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4
-
-
 def _rollout_is_flat(frames: int, schedule: str) -> None:
     cfg = GenEngineConfig(schedule=schedule, steps=1, first_block_steps=1, block_frames=2, window_frames=3)  # type: ignore[arg-type]
     eng = GenEngine(make_tiny(dtype=torch.float32), cfg)
     it = generate(eng, frames, {0: "a red circle", 50: "a blue square"})  # bounded per-prompt state first
     for _ in range(150):
         next(it)
-    stats, tensors, rss = eng.cache.stats(), _tensors(), _rss_kb()
+    stats, tensors, rss = eng.cache.stats(), _tensors(), rss_bytes() // 1024
     for _ in it:
         pass
     after = eng.cache.stats()
     assert (after.kv_bytes, after.frame_bytes) == (stats.kv_bytes, stats.frame_bytes)
     assert after.window_frames == 3 and eng.emitted >= frames
     assert _tensors() <= tensors  # no tensor accumulates per frame
-    assert _rss_kb() - rss < 16_000
+    assert rss_bytes() // 1024 - rss < 16_000
 
 
 @pytest.mark.parametrize("schedule", ["sequential", "rolling"])
