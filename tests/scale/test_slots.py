@@ -22,7 +22,7 @@ from streamrt.scale.slots import SlotTable
 from streamrt.scale.tickets import Ticket, mint, verify
 from streamrt.server import ServerConfig
 from streamrt.server import protocol as P
-from streamrt.server.generate import generate_factory
+from streamrt.server.generate import DEFAULT_PRESET, generate_factory
 
 SECRET = "s" * 32
 
@@ -94,7 +94,7 @@ def builtin_gen():
 
 
 def _direct(model, prompt: str, seed: int, n: int) -> list[np.ndarray]:
-    eng = GenEngine(model, GenEngineConfig.preset("fast", seed=seed))
+    eng = GenEngine(model, GenEngineConfig.preset(DEFAULT_PRESET, seed=seed))
     eng.set_prompt(prompt)
     out: list[np.ndarray] = []
     while len(out) < n:

@@ -26,7 +26,7 @@ from streamrt.gen.config import GenEngineConfig
 from streamrt.gen.engine import GenEngine
 from streamrt.server import batch as B
 from streamrt.server.engine import InputFrame
-from streamrt.server.generate import GenerateEngine, generate_factory
+from streamrt.server.generate import DEFAULT_PRESET, GenerateEngine, generate_factory
 from streamrt.server.scheduler import Batch, Scheduler
 
 PROMPTS = ["a red circle", "a blue square moving left", "a green triangle", "a red circle"]
@@ -210,7 +210,7 @@ def test_server_batches_sessions_and_each_gets_its_own_stream(gen_model, serve, 
     got, counters = arun(body(), 120)
     assert counters["batches"] >= 1, counters
     for (prompt, seed), frames in zip(specs, got, strict=True):
-        eng = GenEngine(gen_model, GenEngineConfig.preset("fast", seed=seed))
+        eng = GenEngine(gen_model, GenEngineConfig.preset(DEFAULT_PRESET, seed=seed))
         eng.set_prompt(prompt)
         ref = []
         while len(ref) <= max(f.header.seq for f in frames):

@@ -24,7 +24,7 @@ from streamrt.client import AsyncClient, End, OutputFrameEvent, ServerError
 from streamrt.gen.config import GenEngineConfig
 from streamrt.gen.engine import GenEngine
 from streamrt.server import Server, ServerConfig
-from streamrt.server.generate import GenerateEngine
+from streamrt.server.generate import DEFAULT_PRESET, GenerateEngine
 
 FAULTY_SEED = 666
 FAIL_AFTER = 3
@@ -56,7 +56,7 @@ def _fds() -> int:
 
 
 def _solo(model, prompt: str, seed: int, n: int) -> list[np.ndarray]:
-    eng = GenEngine(model, GenEngineConfig.preset("fast", seed=seed))
+    eng = GenEngine(model, GenEngineConfig.preset(DEFAULT_PRESET, seed=seed))
     eng.set_prompt(prompt)
     out: list[np.ndarray] = []
     while len(out) < n:

@@ -15,9 +15,10 @@ from streamrt.models.gen.data import to_pixels, to_tensor
 from streamrt.client import AsyncClient, End, OutputFrameEvent, ParamsAck, Stats
 from streamrt.gen.config import GenEngineConfig
 from streamrt.gen.engine import GenEngine
+from streamrt.server.generate import DEFAULT_PRESET
 
 
-def _direct_t2v(model, prompts: dict[int, str], n: int, preset: str = "fast") -> list[np.ndarray]:
+def _direct_t2v(model, prompts: dict[int, str], n: int, preset: str = DEFAULT_PRESET) -> list[np.ndarray]:
     """Frames of a direct GenEngine run; prompts maps an output frame index to the prompt from there."""
     eng = GenEngine(model, GenEngineConfig.preset(preset, seed=0))
     out: list[np.ndarray] = []
@@ -109,7 +110,7 @@ def test_video_to_video_answers_every_input_exactly(gen_model, serve, arun) -> N
     assert isinstance(last, End) and last.reason == "input_ended"
     assert [f.header.ref_seq for f in got] == list(range(6))
     assert [f.header.capture_us for f in got] == [int((1000.0 + i) * 1e6) for i in range(6)]
-    eng = GenEngine(gen_model, GenEngineConfig.preset("fast", seed=0))
+    eng = GenEngine(gen_model, GenEngineConfig.preset(DEFAULT_PRESET, seed=0))
     eng.set_prompt("a green triangle")
     for f, x in zip(got, inputs, strict=True):
         out, repeated = eng.transform(to_tensor(x)[None, None].to(torch.float32))

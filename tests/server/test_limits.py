@@ -26,7 +26,7 @@ from streamrt.gen.config import GenEngineConfig
 from streamrt.server import Server, ServerConfig
 from streamrt.server import protocol as P
 from streamrt.server.budget import BudgetError, MemoryBudget, SessionCost, measure_session, parse_size
-from streamrt.server.generate import generate_factory
+from streamrt.server.generate import DEFAULT_PRESET, generate_factory
 from streamrt.server.understand import UnderstandEngine
 
 MiB = 2**20
@@ -44,7 +44,7 @@ def test_parse_size() -> None:
 
 def test_generate_session_cost_has_the_cache_bytes_of_its_config(gen_model) -> None:
     cost = measure_session(generate_factory(gen_model), {}, probes=2, steps=3)
-    m, cfg = gen_model.spec.model, GenEngineConfig.preset("fast")
+    m, cfg = gen_model.spec.model, GenEngineConfig.preset(DEFAULT_PRESET)
     tokens = (gen_model.spec.height // m.patch) * (gen_model.spec.width // m.patch)
     frames = cfg.sink_frames + cfg.window_frames + cfg.max_inflight()
     per_row = m.layers * m.heads * m.head_dim * 4  # fp32

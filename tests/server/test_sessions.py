@@ -22,12 +22,12 @@ from streamrt.gen.config import GenEngineConfig
 from streamrt.gen.engine import GenEngine
 from streamrt.server import Server, ServerConfig
 from streamrt.server import protocol as P
-from streamrt.server.generate import generate_factory
+from streamrt.server.generate import DEFAULT_PRESET, generate_factory
 from streamrt.server.security import new_session_id
 
 
 def _direct(model, prompt: str, seed: int, n: int) -> list[np.ndarray]:
-    eng = GenEngine(model, GenEngineConfig.preset("fast", seed=seed))
+    eng = GenEngine(model, GenEngineConfig.preset(DEFAULT_PRESET, seed=seed))
     eng.set_prompt(prompt)
     out: list[np.ndarray] = []
     while len(out) < n:
