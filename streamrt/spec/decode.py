@@ -183,7 +183,12 @@ class SpeculativeDecoder:
             if _expired(deadline):
                 stop, stats.preempted = "deadline", True
                 break
-            limit = self.target.room(min(self.config.max_draft + 1, max_new_tokens - len(out))) - 1
+            # without drafters every round is a plain step: no room to plan (one eviction plan per token saved)
+            limit = (
+                self.target.room(min(self.config.max_draft + 1, max_new_tokens - len(out))) - 1
+                if self.drafters
+                else 0
+            )
             try:
                 emitted = self._round(out[-1], limit, params, eos_set, generator, stats)
             except CacheError as e:
