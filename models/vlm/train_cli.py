@@ -25,7 +25,7 @@ larger --steps extends the schedule (how the shipped model got its second, longe
 
 examples:
   # 8000 steps of 2-chunk windows, then 2000 of 4-chunk windows (the first two of the shipped model's
-  # seven phases, on its first tower; assets/vlm/builtin/README.md lists them all)
+  # nine phases, on its first tower; assets/vlm/builtin/README.md lists them all)
   streamrt train vlm --out runs/vlm --patch-size 16 --merge 1
   streamrt train vlm --out runs/vlm --patch-size 16 --merge 1 --steps 10000 --chunks 4 --questions 3
   streamrt train vlm --out runs/smoke --steps 50                  # a quick smoke run
