@@ -8,6 +8,8 @@ import re
 import sys
 from pathlib import Path
 
+from streamrt.gen.config import DEFAULT_PRESET
+
 NAME = "generate"
 ORDER = 40
 HELP = "generate (or restyle) video frame by frame with the streaming video diffusion engine"
@@ -32,7 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output video (.mp4, H.264)")
     p.add_argument("--seconds", type=float, default=10.0, help="length of the output (default 10)")
     p.add_argument("--model", type=Path, default=None, help="checkpoint folder (default: the built-in model)")
-    p.add_argument("--preset", default="quality", help="engine preset: quality, fast, rolling, stream_batch")
+    p.add_argument(
+        "--preset", default=DEFAULT_PRESET, help="engine preset: quality, fast, rolling, stream_batch"
+    )
     p.add_argument(
         "--schedule", choices=["sequential", "stream_batch", "rolling"], help="override the preset's schedule"
     )

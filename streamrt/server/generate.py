@@ -17,7 +17,7 @@ from collections.abc import Hashable, Mapping, Sequence
 import cv2
 import torch
 
-from streamrt.gen.config import GenConfigError, GenEngineConfig
+from streamrt.gen.config import DEFAULT_PRESET, GenConfigError, GenEngineConfig
 from streamrt.gen.degrade import DegradeLadder
 from streamrt.gen.engine import GenEngine
 from streamrt.gen.types import Level
@@ -28,9 +28,6 @@ from streamrt.server.engine import InputFrame, OutputFrame, SessionEngine, StepR
 from streamrt.server.protocol import ParamValue
 
 PRESETS = ("quality", "fast", "rolling", "stream_batch")
-DEFAULT_PRESET = "quality"
-"""The built-in generator draws the prompted colour and shape in 93.7% of frames with it (4 steps,
-guided) and in 33% with "fast" (1 step); under load the degrade ladder drops guidance, then steps."""
 HELLO_ONLY = ("preset", "input", "seed", "degrade")
 """Parameters fixed at hello (changing them later is E_PARAM)."""
 DEFAULT_PROMPT = "a red circle"
